@@ -38,3 +38,19 @@ def friss_test_files(friss_dir) -> list[Path]:
 @pytest.fixture(scope="session")
 def fscoco_bitmaps(shared_data) -> list[Path]:
     return sorted(_need(shared_data / "bitmaps").glob("fscoco_demo_*.png"))
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder():
+    """The tiny open_clip-compatible backbone with random weights from a fixed seed (built once)."""
+    from sketchkit.model.factory import create_encoder
+
+    return create_encoder("tiny-random", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory, tiny_encoder):
+    """The tiny backbone saved as a safetensors state dict, as a user's --weights file would be."""
+    from sketchkit.model.factory import save_backbone_weights
+
+    return save_backbone_weights(tiny_encoder, tmp_path_factory.mktemp("weights") / "tiny.safetensors")

@@ -1,0 +1,101 @@
+"""Trained parts of SketchCLIP as a small safetensors adapter with a JSON config.
+
+The adapter holds only what fine-tuning changes (visual LayerNorms, prompts, cross-attention,
+theta) under SketchCLIP's parameter names. Its config (in the safetensors metadata, and copied
+to a sidecar .json for people) records the backbone name and weights fingerprint; loading onto
+another backbone is refused.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from .. import __version__
+from ..errors import WeightsError
+from .encoder import SketchCLIP
+
+ADAPTER_KEY = "sketchkit_adapter"
+
+
+def adapter_state(model: SketchCLIP) -> dict[str, torch.Tensor]:
+    params = dict(model.named_parameters())
+    return {name: params[name].detach().float().contiguous().cpu() for name in model.trainable_names()}
+
+
+def save_adapter(model: SketchCLIP, path: str | Path, extra: dict | None = None) -> Path:
+    """Write `path` (.safetensors) and `path.with_suffix('.json')` atomically."""
+    from safetensors.torch import save_file
+
+    from ..files import atomic_path, atomic_write_text
+
+    path = Path(path)
+    config = {
+        "sketchkit_version": __version__,
+        "backbone": model.config.name,
+        "clip_model": model.config.clip_model,
+        "weights_fingerprint": model.fingerprint,
+        "weights_source": model.weights_source,
+        "num_prompts": model.config.num_prompts,
+        "taps": list(model.config.taps),
+        "threshold": float(model.threshold()),
+        **(extra or {}),
+    }
+    text = json.dumps(config, indent=2, sort_keys=True, default=str)
+    with atomic_path(path) as tmp:
+        save_file(adapter_state(model), str(tmp), metadata={ADAPTER_KEY: text})
+    atomic_write_text(path.with_suffix(".json"), text + "\n")
+    return path
+
+
+def read_adapter(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """(tensors, config) of an adapter file; WeightsError for anything else."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"adapter not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as exc:
+        raise WeightsError(f"{path} is not a safetensors adapter ({type(exc).__name__})") from None
+    if ADAPTER_KEY not in meta:
+        raise WeightsError(f"{path} is a safetensors file but not a sketchkit adapter (no '{ADAPTER_KEY}' metadata)")
+    try:
+        config = json.loads(meta[ADAPTER_KEY])
+    except json.JSONDecodeError:
+        raise WeightsError(f"{path}: adapter config is not valid JSON") from None
+    return tensors, config
+
+
+def load_adapter(model: SketchCLIP, path: str | Path) -> dict:
+    """Load adapter weights into `model` in place; returns the adapter config."""
+    tensors, config = read_adapter(path)
+    if config.get("backbone") != model.config.name:
+        raise WeightsError(
+            f"{path} was trained on backbone {config.get('backbone')!r}, not {model.config.name!r}: pass --backbone {config.get('backbone')}"
+        )
+    if config.get("weights_fingerprint") and model.fingerprint and config["weights_fingerprint"] != model.fingerprint:
+        raise WeightsError(
+            f"{path} was trained on other {model.config.name} weights (fingerprint {config['weights_fingerprint']}, "
+            f"these are {model.fingerprint}: {model.weights_source})"
+        )
+    prompts = tensors.get("prompts")
+    if prompts is not None and prompts.ndim == 2 and prompts.shape[1] == model.prompts.shape[1]:
+        model.set_num_prompts(prompts.shape[0])  # adapters may use another prompt count (ablations)
+    params = dict(model.named_parameters())
+    allowed = set(model.trainable_names())
+    bad = [k for k in tensors if k not in allowed]
+    if bad:
+        raise WeightsError(f"{path} holds parameters an adapter may not change: {bad[:3]}")
+    for name, tensor in tensors.items():
+        if tuple(tensor.shape) != tuple(params[name].shape):
+            raise WeightsError(f"{path}: {name} has shape {tuple(tensor.shape)}, the model expects {tuple(params[name].shape)}")
+    with torch.no_grad():
+        for name, tensor in tensors.items():
+            params[name].copy_(tensor.to(params[name].dtype))
+    return config

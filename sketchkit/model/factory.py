@@ -1,0 +1,116 @@
+"""Backbone name + JSON config -> SketchCLIP, with weights resolved in one place.
+
+Configs live in `configs/*.json` (sizes and layer choices only; keyed by file stem). The
+open_clip architectures sketchkit adds (the tiny test model) live in `configs/open_clip/` and are
+registered with open_clip once, so the tiny model runs exactly the ViT-B/16 code path.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from ..errors import UsageError, WeightsError
+from .encoder import BackboneConfig, SketchCLIP
+from .weights import fingerprint, read_state_dict, resolve_weights
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+DEFAULT_BACKBONE = "ViT-B-16"
+TINY_BACKBONE = "tiny-random"
+
+
+@lru_cache(maxsize=None)
+def _configs() -> dict[str, dict]:
+    return {path.stem: json.loads(path.read_text()) for path in sorted(CONFIG_DIR.glob("*.json"))}
+
+
+def list_backbones() -> list[str]:
+    return list(_configs())
+
+
+def get_backbone_config(name: str) -> BackboneConfig:
+    raw = _configs().get(name)
+    if raw is None:
+        raise UsageError(f"unknown backbone {name!r}; known backbones: {', '.join(list_backbones())}")
+    known = {f.name for f in fields(BackboneConfig)}
+    values = {k: (tuple(v) if k == "taps" else v) for k, v in raw.items() if k in known}
+    return BackboneConfig(name=name, **values)
+
+
+@lru_cache(maxsize=None)
+def _register_open_clip_configs() -> None:
+    import open_clip
+
+    open_clip.add_model_config(CONFIG_DIR / "open_clip")
+
+
+def is_random(config: BackboneConfig) -> bool:
+    return config.pretrained is None
+
+
+def create_encoder(
+    backbone: str = DEFAULT_BACKBONE,
+    *,
+    weights: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    random_init: bool = False,
+    vv_impl: str | None = None,
+) -> SketchCLIP:
+    """Build a SketchCLIP in eval mode.
+
+    Weights: `weights` path, else $SKETCHKIT_WEIGHTS, else the config's open_clip tag. Random
+    weights only for test backbones (no tag) or when `random_init=True` is asked for explicitly
+    (benchmarks); `weights_source` then says "random weights".
+    """
+    config = get_backbone_config(backbone)
+    _register_open_clip_configs()
+    import open_clip
+
+    if random_init and not weights:
+        path, source = None, "random weights (random_init)"
+    else:
+        path, source = resolve_weights(config.clip_model, config.pretrained, weights)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        clip = open_clip.create_model(config.clip_model, pretrained=None)
+        model = SketchCLIP(clip, config, vv_impl=vv_impl)
+    if path is not None:
+        load_backbone_weights(clip, read_state_dict(path), path)
+    model.weights_source = source
+    model.fingerprint = fingerprint(clip.state_dict())
+    return model.eval().to(device)
+
+
+def load_backbone_weights(clip: torch.nn.Module, state: dict, path) -> None:
+    """Load an open_clip CLIP state dict (also accepts keys saved from a SketchCLIP, 'clip.' prefixed)."""
+    if all(k.startswith("clip.") for k in state):
+        state = {k[len("clip."):]: v for k, v in state.items()}
+    expected = clip.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    mismatched = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    if missing or mismatched:
+        detail = f"{len(missing)} missing keys (e.g. {missing[:2]})" if missing else ""
+        if mismatched:
+            k = mismatched[0]
+            detail += f"{'; ' if detail else ''}{len(mismatched)} shape mismatches (e.g. {k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)})"
+        raise WeightsError(f"{path} does not fit this backbone: {detail}")
+    if unexpected and len(unexpected) > len(expected) // 2:
+        raise WeightsError(f"{path} does not fit this backbone: {len(unexpected)} unexpected keys (e.g. {unexpected[:2]})")
+    clip.load_state_dict({k: state[k] for k in expected}, strict=True)
+
+
+def save_backbone_weights(model: SketchCLIP, path: str | Path) -> Path:
+    """Save the CLIP backbone state dict as safetensors (used for tests and offline demos)."""
+    from safetensors.torch import save_file
+
+    from ..files import atomic_path
+
+    state = {k: v.detach().contiguous().cpu() for k, v in model.clip.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp))
+    return Path(path)
