@@ -40,7 +40,7 @@ def save_adapter(model: SketchCLIP, path: str | Path, extra: dict | None = None)
         "weights_source": model.weights_source,
         "num_prompts": model.config.num_prompts,
         "taps": list(model.config.taps),
-        "threshold": float(model.threshold()),
+        "threshold": float(model.threshold().detach()),
         **(extra or {}),
     }
     text = json.dumps(config, indent=2, sort_keys=True, default=str)
