@@ -39,19 +39,28 @@ class OracleModel:
         return list(zip(rasters, sketches))
 
     def score(self, features: tuple[Raster, Sketch], labels: list[str]) -> np.ndarray:
+        raster, sketch = features
+        return self._scores_from_ids(raster.stroke_ids, sketch, labels)
+
+    def score_at(self, features: tuple[Raster, Sketch], labels: list[str], transform, strokes) -> np.ndarray:
+        """Scores at a finer raster where only `strokes` are drawn (used for strokes hidden at 224)."""
+        from ..raster import render_stroke_ids
+
+        _, sketch = features
+        return self._scores_from_ids(render_stroke_ids(sketch, transform, strokes=strokes), sketch, labels)
+
+    @staticmethod
+    def _scores_from_ids(ids: np.ndarray, sketch: Sketch, labels: list[str]) -> np.ndarray:
         from scipy.ndimage import distance_transform_edt
 
-        raster, sketch = features
         index = {name: i for i, name in enumerate(labels)}
         stroke_class = np.array([index.get(name, -1) if name is not None else -1 for name in sketch.labels], dtype=np.int64)
-        ids = raster.stroke_ids
         pixel_class = np.where(ids >= 0, stroke_class[np.clip(ids, 0, None)], -1)
         known = pixel_class >= 0
         scores = np.zeros((len(labels), *ids.shape), dtype=np.float32)
         if known.any():
             _, (rows, cols) = distance_transform_edt(~known, return_indices=True)
-            filled = pixel_class[rows, cols]
-            np.put_along_axis(scores, filled[None].astype(np.int64), 1.0, axis=0)
+            np.put_along_axis(scores, pixel_class[rows, cols][None], 1.0, axis=0)
         return scores
 
 
