@@ -16,7 +16,7 @@ import torch
 
 from ..errors import UsageError, WeightsError
 from .encoder import BackboneConfig, SketchCLIP
-from .weights import fingerprint, read_state_dict, resolve_weights
+from .weights import fingerprint, quiet_logs, read_state_dict, resolve_weights
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 DEFAULT_BACKBONE = "ViT-B-16"
@@ -74,7 +74,7 @@ def create_encoder(
         path, source = None, "random weights (random_init)"
     else:
         path, source = resolve_weights(config.clip_model, config.pretrained, weights)
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), quiet_logs():
         torch.manual_seed(config.seed)
         clip = open_clip.create_model(config.clip_model, pretrained=None)
         model = SketchCLIP(clip, config, vv_impl=vv_impl)

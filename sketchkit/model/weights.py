@@ -60,8 +60,9 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 
 @contextlib.contextmanager
-def _quiet_hub():
-    """Silence huggingface_hub's retry warnings: our one-line error says what went wrong."""
+def quiet_logs():
+    """Silence library log lines (huggingface_hub retries, open_clip's "initialized randomly"):
+    sketchkit says itself where weights came from, in one place."""
     logger = logging.getLogger("huggingface_hub")
     root_level = logging.getLogger().level
     old = logger.level
@@ -112,7 +113,7 @@ def download_pretrained(clip_model: str, tag: str) -> Path:
     if not _hub_reachable():
         raise WeightsError(f"cannot download {clip_model} '{tag}' weights (no connection to huggingface.co): {how_to_provide(clip_model)}")
     last: Exception | None = None
-    with _quiet_hub():
+    with quiet_logs():
         for name in candidates:
             try:
                 return Path(hf_hub_download(repo_id, name))

@@ -77,8 +77,8 @@ class ClipSegmenter:
         self.templates = PROMPT_ENSEMBLE if (mode == "clip-surgery" if ensemble is None else ensemble) else (PROMPT_ENSEMBLE[0],)
         self.autocast = self.device.type == "cuda"
         self._text_cache: dict[str, torch.Tensor] = {}
-        random_note = " — RANDOM WEIGHTS" if "random" in encoder.weights_source else ""
-        self.description = f"{mode} on {encoder.config.name} ({encoder.weights_source}){random_note}"
+        source = encoder.weights_source.replace("random weights", "RANDOM WEIGHTS")
+        self.description = f"{mode} on {encoder.config.name} ({source})"
 
     # ---- text -----------------------------------------------------------------------------
     def text_features(self, labels: list[str]) -> torch.Tensor:

@@ -1,0 +1,5 @@
+"""`python -m sketchkit.cli ...` (used with torchrun)."""
+
+from .app import run
+
+run()

@@ -1,0 +1,59 @@
+"""Options shared by several commands, declared once (same flag, same meaning), and the consoles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+stdout = Console()
+stderr = Console(stderr=True)
+
+ModelOpt = Annotated[
+    Optional[str],
+    typer.Option("--model", "-m", help="sketchkit | clip-surgery | clip | oracle (comma list in eval). Default: sketchkit with --adapter, else clip-surgery."),
+]
+BackboneOpt = Annotated[
+    str,
+    typer.Option("--backbone", help="Backbone config: ViT-B-16 (default) or tiny-random (random weights, for tests/offline demos)."),
+]
+WeightsOpt = Annotated[
+    Optional[Path],
+    typer.Option("--weights", help="Backbone weights (.safetensors, or .pt/.bin read with weights_only). Else $SKETCHKIT_WEIGHTS, else open_clip's download."),
+]
+AdapterOpt = Annotated[Optional[Path], typer.Option("--adapter", help="Trained adapter (.safetensors) from `sketchkit train`.")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto | cpu | cuda")]
+BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Sketches encoded per batch.")]
+LimitOpt = Annotated[Optional[int], typer.Option("--limit", min=1, help="Use only the first N sketches.")]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")]
+StrictOpt = Annotated[bool, typer.Option("--strict", help="Stop at the first unreadable input instead of skipping it.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only result paths / numbers.")]
+JsonOutOpt = Annotated[Optional[Path], typer.Option("--json", help="Also write machine-readable results to this JSON file.")]
+
+
+def progress(*, transient: bool = False, disable: bool = False) -> Progress:
+    """A rich progress bar on stderr (stdout stays clean for results)."""
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=stderr,
+        transient=transient,
+        disable=disable,
+    )
+
+
+def announce_model(description: str, quiet: bool = False) -> None:
+    """Say which model runs; a random-weight model is a warning (its labels are meaningless)."""
+    if quiet:
+        return
+    if "RANDOM" in description.upper():
+        stderr.print(f"[yellow]Warning:[/yellow] model: {description}; labels are meaningless (test/demo model).", highlight=False)
+    else:
+        stderr.print(f"model: {description}", highlight=False)

@@ -1,0 +1,96 @@
+"""The `sketchkit` command: this file only assembles commands and decides exit codes.
+
+Errors: the library raises SketchkitError subclasses; `main()` prints one red line to stderr and
+exits 2 for bad input or usage, 1 for anything else, 130 on Ctrl-C. `--debug` or
+SKETCHKIT_DEBUG=1 shows the traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from sketchkit import __version__
+
+from . import convert, doctor, evaluate, labels, raster, segment
+from ._options import stderr
+
+app = typer.Typer(
+    name="sketchkit",
+    help="Stroke-aware open-vocabulary segmentation of freehand scene sketches.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"sketchkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks of errors (or set SKETCHKIT_DEBUG=1)."),
+) -> None:
+    if debug:
+        os.environ["SKETCHKIT_DEBUG"] = "1"
+
+
+app.command("convert")(convert.convert)
+app.command("raster")(raster.raster)
+app.command("segment")(segment.segment)
+app.command("labels")(labels.labels)
+app.command("eval")(evaluate.evaluate)
+app.command("doctor")(doctor.doctor)
+
+
+def _debug() -> bool:
+    return os.environ.get("SKETCHKIT_DEBUG", "") not in ("", "0") or "--debug" in sys.argv
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: run the app, turning known failures into one line and an exit code."""
+    from sketchkit.errors import SketchkitError
+
+    try:
+        result = app(args=argv, standalone_mode=False)
+        return result if isinstance(result, int) else 0  # typer.Exit(code) comes back as a return value
+    except SketchkitError as exc:
+        if _debug():
+            stderr.print_exception()
+        stderr.print(f"[red]Error:[/red] {exc}", highlight=False, soft_wrap=True)
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        stderr.print("[yellow]Interrupted[/yellow]")
+        code = 130
+    except typer.Exit as exc:
+        code = exc.exit_code
+    except typer.Abort:
+        stderr.print("[yellow]Aborted[/yellow]")
+        code = 130
+    except Exception as exc:  # click usage errors and anything unexpected
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            code = exc.exit_code
+        else:
+            if _debug():
+                stderr.print_exception()
+            stderr.print(f"[red]Error:[/red] unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)", highlight=False, soft_wrap=True)
+            code = 1
+    return code
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

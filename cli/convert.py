@@ -1,0 +1,38 @@
+"""`sketchkit convert IN OUT`: any readable sketch to any writer, chosen by OUT's extension.
+
+Examples:
+    sketchkit convert scene.json scene.svg      # FrISS JSON -> labelled SVG (ground-truth labels)
+    sketchkit convert drawing.png drawing.svg   # bitmap -> pseudo-strokes as SVG paths
+    sketchkit convert scene.svg scene.h5
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ._options import OverwriteOpt, QuietOpt, stdout
+
+
+def convert(
+    source: Annotated[Path, typer.Argument(help="Input sketch (SVG, PNG/JPG, FrISS JSON, QuickDraw ndjson, FS-COCO .npy).")],
+    target: Annotated[Path, typer.Argument(help="Output file: .svg, .h5, .png (overlay) or .json.")],
+    overwrite: OverwriteOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Convert a sketch between formats, keeping strokes and their labels."""
+    from sketchkit.files import check_output_path
+    from sketchkit.io import read_sketch
+    from sketchkit.predictor import ground_truth_result
+    from sketchkit.write import write_result
+
+    check_output_path(target, [source], overwrite)
+    sketch = read_sketch(source)
+    path = write_result(ground_truth_result(sketch), target, overwrite=overwrite)
+    if quiet:
+        stdout.print(str(path), highlight=False, soft_wrap=True)
+    else:
+        labelled = sum(label is not None for label in (sketch.labels or ()))
+        stdout.print(f"{source} -> {path}: {sketch.num_strokes} strokes, {labelled} labelled", highlight=False, soft_wrap=True)

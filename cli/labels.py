@@ -1,0 +1,25 @@
+"""`sketchkit labels "caption"`: the categories sketchkit extracts from a caption."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ._options import stdout
+
+
+def labels(
+    caption: Annotated[str, typer.Argument(help="Caption text, e.g. 'a girl flies a kite near a tree'.")],
+    vocab: Annotated[Optional[Path], typer.Option("--vocab", help="Vocabulary file (one name per line); default: bundled list.")] = None,
+    max_labels: Annotated[Optional[int], typer.Option("--max", min=1, help="Keep at most N categories.")] = None,
+) -> None:
+    """Print the categories found in a caption, one per line."""
+    from sketchkit.labels import labels_from_caption, load_vocabulary
+
+    names = labels_from_caption(caption, load_vocabulary(vocab) if vocab else None, max_labels=max_labels)
+    for name in names:
+        stdout.print(name, highlight=False)
+    if not names:
+        raise typer.Exit(1)

@@ -1,0 +1,175 @@
+"""The `sketchkit` command end to end through `main()` (exit codes, one-line errors, outputs)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import h5py
+import pytest
+from PIL import Image
+
+from sketchkit.cli.app import main
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = sorted((REPO / "examples").glob("*.svg"))
+
+
+def run(capsys, *args) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code, err, *fragments):
+    assert code == 2, err
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("Error:"), err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in err, err
+
+
+def test_version(capsys):
+    code, out, _ = run(capsys, "--version")
+    assert code == 0 and out.startswith("sketchkit ")
+
+
+def test_help_lists_commands(capsys):
+    code, out, _ = run(capsys, "--help")
+    assert code == 0
+    for command in ("segment", "convert", "raster", "eval", "labels", "doctor"):
+        assert command in out
+
+
+def test_convert_example_to_every_format(tmp_path, capsys):
+    source = REPO / "examples" / "house_tree_sun.svg"
+    before = source.read_bytes()
+    for suffix in (".svg", ".h5", ".png", ".json"):
+        code, out, err = run(capsys, "convert", source, tmp_path / f"out{suffix}")
+        assert code == 0, err
+    assert source.read_bytes() == before  # inputs are never modified
+    data = json.loads((tmp_path / "out.json").read_text())
+    assert {s["label"] for s in data["strokes"]} == {"house", "tree", "sun", "grass"}
+    assert Image.open(tmp_path / "out.png").size[0] > 500
+    with h5py.File(tmp_path / "out.h5") as h5:
+        assert len(h5["sketches"]) == 1
+
+
+def test_convert_refuses_existing_output_and_input(tmp_path, capsys):
+    source = tmp_path / "a.svg"
+    source.write_bytes((REPO / "examples" / "car_road.svg").read_bytes())
+    code, _, err = run(capsys, "convert", source, source, "--overwrite")
+    assert_one_line_error(code, err, "refusing to overwrite input")
+    (tmp_path / "b.svg").write_text("x")
+    code, _, err = run(capsys, "convert", source, tmp_path / "b.svg")
+    assert_one_line_error(code, err, "--overwrite")
+    assert (tmp_path / "b.svg").read_text() == "x"
+
+
+def test_raster_writes_png_and_ids(tmp_path, capsys):
+    import numpy as np
+
+    code, _, err = run(capsys, "raster", EXAMPLES[0], tmp_path / "r.png", "--size", "128", "--ids", tmp_path / "ids.npy")
+    assert code == 0, err
+    image = Image.open(tmp_path / "r.png")
+    assert image.size == (128, 128)
+    ids = np.load(tmp_path / "ids.npy", allow_pickle=False)
+    assert ids.shape == (128, 128) and ids.max() >= 0 and ids.min() == -1
+
+
+def test_segment_examples_with_tiny_weights_file(tmp_path, capsys, tiny_weights):
+    out = tmp_path / "out"
+    code, stdout, err = run(
+        capsys, "segment", *EXAMPLES, "--labels", "house,tree,sun", "--backbone", "tiny-random",
+        "--weights", tiny_weights, "--out", out, "--format", "svg,h5,png,json", "--device", "cpu",
+    )
+    assert code == 0, err
+    assert "RANDOM" in err.upper() or "random" in err
+    for example in EXAMPLES:
+        for suffix in (".svg", ".h5", ".png", ".json"):
+            assert (out / (example.stem + suffix)).exists()
+        data = json.loads((out / (example.stem + ".json")).read_text())
+        assert all(s["label"] in {"house", "tree", "sun"} for s in data["strokes"])  # every stroke labelled
+
+
+def test_segment_friss_and_bitmap(tmp_path, capsys, tiny_weights, friss_test_files, fscoco_bitmaps):
+    inputs = [friss_test_files[0], fscoco_bitmaps[0]]
+    code, _, err = run(
+        capsys, "segment", *inputs, "--labels", "tree,person,grass", "--backbone", "tiny-random",
+        "--weights", tiny_weights, "--out", tmp_path, "--format", "svg,json", "--device", "cpu",
+    )
+    assert code == 0, err
+    root = Path(os.path.commonpath([p.parent for p in inputs]))
+    for path in inputs:  # relative paths under the common folder are kept under --out
+        data = json.loads((tmp_path / path.parent.relative_to(root) / (path.stem + ".json")).read_text())
+        assert data["strokes"] and all(s["label"] in {"tree", "person", "grass"} for s in data["strokes"])
+
+
+def test_segment_without_weights_is_one_clear_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("SKETCHKIT_WEIGHTS", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-cache"))
+    code, _, err = run(capsys, "segment", EXAMPLES[0], "--labels", "tree", "--out", tmp_path)
+    assert_one_line_error(code, err, "--weights", "SKETCHKIT_WEIGHTS")
+
+
+def test_segment_caption_labels(tmp_path, capsys, tiny_weights):
+    code, _, err = run(
+        capsys, "segment", EXAMPLES[0], "--caption", "two houses and a tree under the sun", "--backbone", "tiny-random",
+        "--weights", tiny_weights, "--out", tmp_path / "x.json",
+    )
+    assert code == 0, err
+    data = json.loads((tmp_path / "x.json").read_text())
+    assert set(data["labels"]) == {"house", "tree", "sun"}
+
+
+def test_segment_bad_file_is_reported_and_skipped(tmp_path, capsys, tiny_weights):
+    bad = tmp_path / "broken.svg"
+    bad.write_text("<svg><path d='M 0 0 L")
+    good = tmp_path / "good.svg"
+    good.write_bytes(EXAMPLES[0].read_bytes())
+    code, _, err = run(
+        capsys, "segment", bad, good, "--labels", "tree,house", "--backbone", "tiny-random",
+        "--weights", tiny_weights, "--out", tmp_path / "out",
+    )
+    assert code == 2
+    assert "broken.svg" in err and "Traceback" not in err
+    assert (tmp_path / "out" / "good.svg").exists() and not (tmp_path / "out" / "broken.svg").exists()
+
+
+def test_usage_errors_exit_2(capsys, tmp_path):
+    code, _, err = run(capsys, "segment", EXAMPLES[0], "--labels", "a", "--format", "gif", "--backbone", "tiny-random")
+    assert_one_line_error(code, err, "gif")
+    code, _, err = run(capsys, "segment", tmp_path / "missing.svg", "--labels", "a")
+    assert code == 2 and "Traceback" not in err
+    code, _, err = run(capsys, "eval", "--data", EXAMPLES[0], "--metrics", "bogus")
+    assert_one_line_error(code, err, "bogus")
+
+
+def test_eval_oracle_on_examples(capsys, tmp_path):
+    out = tmp_path / "r.json"
+    code, stdout, err = run(capsys, "eval", "--data", REPO / "examples", "--model", "oracle", "--json", out)
+    assert code == 0, err
+    result = json.loads(out.read_text())
+    oracle = result["results"]["oracle"]
+    assert oracle["per_sketch"]["acc_s"] == 100.0
+    assert oracle["dataset"]["acc_s"] == 100.0
+    assert oracle["per_sketch"]["acc_p"] > 95.0
+    assert result["data"]["count"] == 3 and oracle["resolution"]["pixels"] == 512
+
+
+def test_labels_command(capsys):
+    code, out, _ = run(capsys, "labels", "A giraffe and a zebra are standing on the grass.")
+    assert code == 0
+    assert out.split() == ["giraffe", "zebra", "grass"]
+
+
+def test_doctor_reports_weights_problem(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    monkeypatch.delenv("SKETCHKIT_WEIGHTS", raising=False)
+    code, out, _ = run(capsys, "doctor")
+    assert code == 0
+    assert "torch" in out and "weights" in out and "SKETCHKIT_WEIGHTS" in out
