@@ -89,7 +89,10 @@ def evaluate(
     keys = [METRICS[m] for m in wanted]
     protocols = ["per_sketch", "dataset"] if protocol == "both" else [protocol.replace("-", "_")]
     for proto in protocols:
-        table = Table(title=f"{'per-sketch mean (paper)' if proto == 'per_sketch' else 'dataset confusion matrix (CAVT)'} · {len(sketches)} sketches · pixels at {eval_size} px")
+        table = Table(
+            title="per-sketch mean (paper)" if proto == "per_sketch" else "dataset confusion matrix (CAVT)",
+            caption=f"{len(sketches)} sketches · pixels at {eval_size} px · strokes voted at 224 px",
+        )
         table.add_column("model")
         available = [k for k in keys if any(k in r[proto] for r in result["results"].values())]
         for k in available:

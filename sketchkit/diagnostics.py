@@ -76,7 +76,7 @@ def _weights_status(backbone: str, weights: str | None) -> str:
 
     try:
         config = get_backbone_config(backbone)
-        path, source = resolve_weights(config.clip_model, config.pretrained, weights)
+        path, source = resolve_weights(config.clip_model, config.pretrained, weights, config.name)
         return f"{backbone}: {source}" + (f" -> {path}" if path else " (tiny test model)")
     except SketchkitError as exc:
         return f"[red]{backbone}: {exc}[/red]"

@@ -73,7 +73,7 @@ def create_encoder(
     if random_init and not weights:
         path, source = None, "random weights (random_init)"
     else:
-        path, source = resolve_weights(config.clip_model, config.pretrained, weights)
+        path, source = resolve_weights(config.clip_model, config.pretrained, weights, config.name)
     with torch.random.fork_rng(devices=[]), quiet_logs():
         torch.manual_seed(config.seed)
         clip = open_clip.create_model(config.clip_model, pretrained=None)

@@ -87,7 +87,7 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
 
 
-def download_pretrained(clip_model: str, tag: str) -> Path:
+def download_pretrained(clip_model: str, tag: str, name: str | None = None) -> Path:
     """Path of the cached open_clip weights for (clip_model, tag), downloading them if needed.
 
     Looks in the huggingface_hub cache first; without a cached copy it fails within seconds when
@@ -95,6 +95,7 @@ def download_pretrained(clip_model: str, tag: str) -> Path:
     """
     import open_clip
 
+    name = name or clip_model  # the backbone name users typed, for messages
     cfg = open_clip.get_pretrained_cfg(clip_model, tag)
     hub = (cfg or {}).get("hf_hub", "")
     if not hub:
@@ -109,9 +110,9 @@ def download_pretrained(clip_model: str, tag: str) -> Path:
         if isinstance(cached, str):
             return Path(cached)
     if _offline():
-        raise WeightsError(f"{clip_model} '{tag}' weights are not cached and HF_HUB_OFFLINE is set: {how_to_provide(clip_model)}")
+        raise WeightsError(f"{name} '{tag}' weights are not cached and HF_HUB_OFFLINE is set: {how_to_provide(name)}")
     if not _hub_reachable():
-        raise WeightsError(f"cannot download {clip_model} '{tag}' weights (no connection to huggingface.co): {how_to_provide(clip_model)}")
+        raise WeightsError(f"cannot download {name} '{tag}' weights (no connection to huggingface.co): {how_to_provide(name)}")
     last: Exception | None = None
     with quiet_logs():
         for name in candidates:
@@ -119,10 +120,10 @@ def download_pretrained(clip_model: str, tag: str) -> Path:
                 return Path(hf_hub_download(repo_id, name))
             except Exception as exc:  # try the next file name, then report
                 last = exc
-    raise WeightsError(f"download of {clip_model} '{tag}' weights failed ({type(last).__name__}): {how_to_provide(clip_model)}")
+    raise WeightsError(f"download of {name} '{tag}' weights failed ({type(last).__name__}): {how_to_provide(name)}")
 
 
-def resolve_weights(clip_model: str, tag: str | None, weights: str | os.PathLike | None) -> tuple[Path | None, str]:
+def resolve_weights(clip_model: str, tag: str | None, weights: str | os.PathLike | None, name: str | None = None) -> tuple[Path | None, str]:
     """Return (path to load, description) by the order in the module docstring.
 
     (None, "random init (seed N)") is only returned for backbones whose config has no pretrained
@@ -135,7 +136,7 @@ def resolve_weights(clip_model: str, tag: str | None, weights: str | os.PathLike
         return Path(env), f"{WEIGHTS_ENV}={env}"
     if tag is None:
         return None, "random weights"
-    return download_pretrained(clip_model, tag), f"open_clip pretrained '{tag}'"
+    return download_pretrained(clip_model, tag, name), f"open_clip pretrained '{tag}'"
 
 
 def fingerprint(state: dict[str, torch.Tensor]) -> str:
