@@ -1,14 +1,33 @@
-"""Category names: from a list, a file, or a caption; and the text prompts made from them.
+"""Category names from a list, a file or a caption; captions from instance names; prompt text.
 
-Names given by the user are used verbatim ("bus", "stairs", "eyeglasses" are names, never
-singularised). Captions are matched against a vocabulary without any downloaded NLP model:
-multi-word phrases first (longest wins), then single words; a plural is singularised with
-inflect only when its singular is in the vocabulary and the word itself is not.
+Names the user gives are used verbatim ("bus", "stairs", "eyeglasses" are never singularised).
+
+Captions are matched against a vocabulary (the bundled `data/vocab.txt` or the caller's list)
+without any downloaded NLP model:
+
+1. Tokens: the caption lower-cased, possessive "'s" cut off, hyphens read as spaces ("teddy-bear"
+   and "teddy bear" are the same key); punctuation is kept as tokens so nothing matches across it.
+2. At each position the longest vocabulary name wins ("traffic light" before "light"). A window of
+   tokens matches a name written with spaces or hyphens, or written as one word ("street light"
+   -> "streetlight"); failing that, the same with its last word singularised ("palm trees" ->
+   "palm tree"). Singularising (inflect, plus IRREGULAR_SINGULARS such as "people" -> "person")
+   happens only when the singular is in the vocabulary and the word itself is not, so "bus"
+   stays "bus" and "glasses" stays "glasses" when the vocabulary has "glasses".
+3. Two filters, both about words that are in the vocabulary but are not objects in the sentence:
+   - a match directly followed by another match modifies it and is dropped: the head noun of a
+     compound is its last one ("an orange cat" -> cat, "a stone bench" -> bench);
+   - a word of AMBIGUOUS_NOUNS, which captions mostly use as a verb or adjective ("saw",
+     "stands", "present"), counts only right after a determiner or a number ("a saw", "the
+     stand", "two matches").
+4. Names are returned in the vocabulary's spelling, in order of first appearance, once each.
 """
 
 from __future__ import annotations
 
+import json
 import re
+from collections import Counter
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -16,122 +35,313 @@ from typing import Iterable, Sequence
 
 from .errors import InputError, UsageError
 
-TEMPLATE = "A sketch of a {}."
-# sketch-specific prompt ensemble in the spirit of CLIP Surgery's (the first one is the paper's)
 PROMPT_ENSEMBLE = (
-    "A sketch of a {}.",
+    "A sketch of a {}.",  # the paper's prompt; the single template when no ensemble is used
     "A drawing of a {}.",
     "A line drawing of the {}.",
     "A black and white sketch of a {}.",
     "A freehand sketch of a {}.",
     "A simple doodle of a {}.",
     "A pencil sketch of the {}.",
+    "A hand-drawn outline of a {}.",
 )
-# irregular plurals inflect does not map to the vocabulary's word
-IRREGULAR = {"people": "person", "men": "man", "women": "woman", "children": "child", "mice": "mouse", "geese": "goose", "teeth": "tooth", "feet": "foot"}
-WORD = re.compile(r"[a-z0-9]+(?:['-][a-z0-9]+)*")
+"""Sketch-specific prompt templates, averaged like CLIP Surgery's ensemble; "{}" is the label."""
+
+DEFAULT_TEMPLATE = PROMPT_ENSEMBLE[0]
+
+SCENE_WORDS = (
+    "person", "man", "woman", "boy", "girl", "child", "kid", "baby", "player", "skier", "surfer",
+    "sky", "cloud", "grass", "road", "tree", "building", "hill", "ground", "sea", "sand", "snow",
+    "rock", "boat", "ship", "plane", "motorcycle", "pole", "sign", "kite", "frisbee", "street",
+    "sidewalk", "wall", "window", "plant",
+)
+"""Common FS-COCO caption nouns added to the bundled vocabulary (the class lists lack most)."""
+
+IRREGULAR_SINGULARS = {"people": "person", "persons": "person", "cacti": "cactus", "octopi": "octopus"}
+"""Plurals mapped before inflect is asked (same rule: only into the vocabulary)."""
+
+AMBIGUOUS_NOUNS = frozenset({
+    "saw", "stand", "present", "slide", "face", "stick", "board", "matches", "line", "paddle",
+})
+"""Vocabulary names that captions mostly use as verbs or adjectives: kept only after a determiner."""
+
+DETERMINERS = frozenset({
+    "a", "an", "the", "this", "that", "these", "those", "my", "your", "his", "her", "its", "our",
+    "their", "some", "any", "each", "every", "another", "no", "both", "several", "many", "few",
+    "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
+})
+
+MASS_NOUNS = frozenset({
+    "air", "bread", "cheese", "dirt", "dust", "fire", "foam", "fog", "foliage", "grass", "gravel",
+    "hair", "hay", "ice", "lava", "light", "lightning", "mist", "moss", "mud", "paper", "rain",
+    "rice", "sand", "smoke", "snow", "soil", "steam", "traffic", "wall paper", "water", "wind",
+    "wood", "yoga",
+})
+"""Names taking no article and no count in a caption ("smoke", not "a smoke"); a multi-word name
+counts when its last word does ("curly hair"). Same list as sketchkit.io.strokes_json."""
+
+VOCAB_RESOURCE = "data/vocab.txt"
+_ARTICLE_SLOT = re.compile(r"\b(?:a|an|the) \{\}", re.IGNORECASE)
+_LEADING_ARTICLE = re.compile(r"(?:a|an|the)\s", re.IGNORECASE)
+_TOKEN = re.compile(r"[^\W_]+|[^\w\s]")
+_POSSESSIVE = re.compile(r"['\u2019]s\b")
+_INNER_HYPHEN = re.compile(r"(?<=\w)-(?=\w)")
 
 
-def prompt_for(label: str, template: str = TEMPLATE) -> str:
-    return template.format(label)
+# ---------------------------------------------------------------------------------- label lists
+
+
+def read_names(path: str | Path) -> list[str]:
+    """Names from a text file, one per line; '#' starts a comment; blank lines are skipped.
+
+    Names are stripped (inner whitespace collapsed) and deduplicated in order, otherwise
+    verbatim. InputError when the file cannot be read or holds no name.
+    """
+    path = Path(path).expanduser()
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise InputError("label file not found", path) from None
+    except IsADirectoryError:
+        raise InputError("label file is a directory", path) from None
+    except UnicodeDecodeError:
+        raise InputError("label file is not UTF-8 text", path) from None
+    except OSError as exc:
+        raise InputError(f"cannot read label file: {exc.strerror or exc}", path) from None
+    names = _clean(line.split("#", 1)[0] for line in text.splitlines())
+    if not names:
+        raise InputError("no labels in the file (one name per line, '#' starts a comment)", path)
+    return names
+
+
+def _clean(names: Iterable[str]) -> list[str]:
+    """Strip, collapse inner whitespace, drop empties, dedupe keeping the first occurrence."""
+    return list(dict.fromkeys(n for n in (" ".join(name.split()) for name in names) if n))
 
 
 def parse_labels(spec: str) -> list[str]:
-    """'tree, house,sun' -> ['tree', 'house', 'sun']; '@file' reads one name per line (# comments)."""
+    """'tree, house,sun' -> ['tree', 'house', 'sun']; '@path' reads one name per line.
+
+    Names are kept verbatim apart from surrounding whitespace; repeats are dropped keeping the
+    first. '@path' takes everything after '@' as the path (see `read_names`). UsageError when
+    the spec names nothing; InputError for a file that is missing or empty.
+    """
+    if not isinstance(spec, str):
+        raise UsageError(f"labels must be a string such as 'tree, house, sun', got {type(spec).__name__}")
+    spec = spec.strip()
     if spec.startswith("@"):
-        path = Path(spec[1:])
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"cannot read labels file: {exc.strerror if isinstance(exc, OSError) else exc}", path) from None
-        names = [line.split("#", 1)[0].strip() for line in lines]
-    else:
-        names = [part.strip() for part in spec.split(",")]
-    names = list(dict.fromkeys(n for n in names if n))
+        if not spec[1:].strip():
+            raise UsageError("'@' must be followed by the path of a label file")
+        return read_names(spec[1:].strip())
+    names = _clean(spec.split(","))
     if not names:
-        raise UsageError(f"no labels in {spec!r}")
+        raise UsageError("no labels given: pass comma-separated names (e.g. 'tree, house, sun') or @FILE")
     return names
 
 
 def load_vocabulary(path: str | Path | None = None) -> list[str]:
-    """The bundled vocabulary (sketchkit/data/vocab.txt) or a user file, one name per line."""
-    if path is not None:
-        return parse_labels(f"@{path}")
-    return list(_bundled_vocabulary())
+    """The caption vocabulary: the bundled list (sketchkit/data/vocab.txt) when `path` is None,
+    else a user file read like an '@' label file."""
+    if path is None:
+        return list(_bundled_vocabulary())
+    return read_names(path)
 
 
 @lru_cache(maxsize=1)
 def _bundled_vocabulary() -> tuple[str, ...]:
-    text = resources.files("sketchkit").joinpath("data/vocab.txt").read_text(encoding="utf-8")
-    return tuple(n for n in (line.split("#", 1)[0].strip() for line in text.splitlines()) if n)
+    resource = resources.files("sketchkit").joinpath(VOCAB_RESOURCE)
+    return tuple(_clean(line.split("#", 1)[0] for line in resource.read_text(encoding="utf-8").splitlines()))
 
 
-def build_vocabulary(name_lists: Iterable[Iterable[str]]) -> list[str]:
-    """Sorted union of names, lower-cased and stripped (how data/vocab.txt was made)."""
-    return sorted({n.strip().lower() for names in name_lists for n in names if n.strip()})
+def build_vocabulary(class_list_paths: Iterable[str | Path], mapping_paths: Iterable[str | Path] = (),
+                     extra: Iterable[str] = SCENE_WORDS) -> list[str]:
+    """How data/vocab.txt is made: the sorted union of the names in the class lists (one per
+    line), of the keys and values of name-mapping JSON files (an object, or one nested object as
+    in FrISS's friss_to_qd_mappings.json) and of `extra`, lower-cased with whitespace collapsed."""
+    names = list(extra)
+    for path in class_list_paths:
+        names += read_names(path)
+    for path in mapping_paths:
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InputError(f"cannot read name mapping: {exc}", path) from None
+        if isinstance(data, dict) and len(data) == 1 and isinstance(next(iter(data.values())), dict):
+            data = next(iter(data.values()))
+        if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+            raise InputError("name mapping must be a JSON object of name -> name", path)
+        names += [*data.keys(), *data.values()]
+    return sorted(set(_clean(n.lower() for n in names)))
+
+
+# ------------------------------------------------------------------------------ caption -> names
 
 
 @lru_cache(maxsize=1)
 def _inflect():
-    import inflect
+    import inflect  # slow to import (about a second): only when a plural has to be resolved
 
     return inflect.engine()
 
 
-def _singular(word: str, vocab: set[str]) -> str | None:
-    if word in vocab:
-        return word
-    if word in IRREGULAR and IRREGULAR[word] in vocab:
-        return IRREGULAR[word]
-    singular = _inflect().singular_noun(word)
-    return singular if singular and singular in vocab else None
+@lru_cache(maxsize=4096)
+def _singulars(word: str) -> tuple[str, ...]:
+    """Singular candidates for `word`, in order: IRREGULAR_SINGULARS, inflect, then the word less
+    a final -s / -es. () for a word that cannot be a plural. Callers keep the first candidate
+    that is in the vocabulary."""
+    candidates = [IRREGULAR_SINGULARS[word]] if word in IRREGULAR_SINGULARS else []
+    if word.isalpha() and len(word) > 2:
+        candidates.append(_inflect().singular_noun(word) or word)
+        if word.endswith("s"):  # what inflect gets wrong ("bowties" -> "bowty"): plain -s, -es
+            candidates += [word[:-1], word[:-2] if word.endswith("es") else word]
+    return tuple(dict.fromkeys(c for c in candidates if c != word))
+
+
+def _tokens(text: str) -> list[str]:
+    """Lower-case word and punctuation tokens; hyphens inside words split them; a possessive
+    "'s" becomes a lone "'" (a boundary: "the man's kite" names a man and a kite)."""
+    text = _INNER_HYPHEN.sub(" ", _POSSESSIVE.sub(" ' ", text.lower()))
+    return _TOKEN.findall(text)
+
+
+@dataclass(frozen=True)
+class _Index:
+    """Vocabulary lookup: token keys ('teddy bear') and one-word keys ('teddybear') -> name."""
+
+    spaced: dict[str, str]
+    compact: dict[str, str]
+    longest: int
+
+    @classmethod
+    def build(cls, vocabulary: Sequence[str]) -> "_Index":
+        spaced: dict[str, str] = {}
+        compact: dict[str, str] = {}
+        longest = 1
+        for name in vocabulary:
+            tokens = _tokens(name)
+            if not tokens:
+                continue
+            spaced.setdefault(" ".join(tokens), name)
+            compact.setdefault("".join(tokens), name)
+            longest = max(longest, len(tokens))
+        return cls(spaced, compact, longest)
+
+    def lookup(self, words: Sequence[str]) -> str | None:
+        return self.spaced.get(" ".join(words)) or (self.compact.get("".join(words)) if len(words) > 1 else None)
+
+    def match(self, tokens: Sequence[str], start: int) -> tuple[int, str] | None:
+        """(token count, name) of the longest match at `start`, as written, then singularised."""
+        for size in range(min(self.longest, len(tokens) - start), 0, -1):
+            words = list(tokens[start : start + size])
+            name = self.lookup(words)
+            if name is None:
+                for singular in _singulars(words[-1]):
+                    name = self.lookup([*words[:-1], singular])
+                    if name is not None:
+                        break
+            if name is not None:
+                return size, name
+        return None
+
+
+@lru_cache(maxsize=8)
+def _index(vocabulary: tuple[str, ...] | None) -> _Index:
+    return _Index.build(_bundled_vocabulary() if vocabulary is None else vocabulary)
+
+
+def _is_determiner(token: str) -> bool:
+    return token in DETERMINERS or token.isdigit()
 
 
 def labels_from_caption(caption: str, vocabulary: Sequence[str] | None = None, *, max_labels: int | None = None) -> list[str]:
-    """Categories named in a caption, in order of first appearance, deduplicated."""
-    names = [n.lower() for n in (vocabulary if vocabulary is not None else _bundled_vocabulary())]
-    vocab = set(names)
-    phrases = {tuple(n.split()) for n in names if " " in n}
-    longest = max((len(p) for p in phrases), default=1)
-    words = WORD.findall(caption.lower())
-    found: list[str] = []
-    i = 0
-    while i < len(words):
-        for size in range(min(longest, len(words) - i), 1, -1):  # multi-word phrases, longest first
-            head, last = words[i : i + size - 1], words[i + size - 1]
-            tail = _singular(last, {p[-1] for p in phrases if len(p) == size and list(p[:-1]) == head} or set())
-            if tail is not None:
-                found.append(" ".join([*head, tail]))
-                i += size
-                break
-        else:
-            name = _singular(words[i], vocab)
-            if name is not None:
-                found.append(name)
-            i += 1
-    found = list(dict.fromkeys(found))
-    return found[:max_labels] if max_labels else found
+    """Vocabulary names that a caption mentions, in order of first appearance, once each.
+
+    `vocabulary` defaults to the bundled list; names come back in its spelling. `max_labels`
+    keeps the first N (training keeps 3). Rules: see the module docstring.
+    """
+    if not isinstance(caption, str):
+        raise InputError(f"a caption must be text, got {type(caption).__name__}")
+    if max_labels is not None and max_labels < 1:
+        raise UsageError(f"max_labels must be at least 1, got {max_labels}")
+    index = _index(None if vocabulary is None else tuple(vocabulary))
+    tokens = _tokens(caption)
+    matches: list[tuple[int, int, str]] = []  # (first token, end token, name)
+    position = 0
+    while position < len(tokens):
+        found = index.match(tokens, position)
+        if found is None:
+            position += 1
+            continue
+        size, name = found
+        ambiguous = size == 1 and name.lower() in AMBIGUOUS_NOUNS
+        if not ambiguous or (position > 0 and _is_determiner(tokens[position - 1])):
+            matches.append((position, position + size, name))
+        position += size
+    heads = [m for m, following in zip(matches, matches[1:] + [None]) if following is None or following[0] != m[1]]
+    names = list(dict.fromkeys(name for _, _, name in heads))
+    return names[:max_labels] if max_labels is not None else names
+
+
+# ------------------------------------------------------------------------------ names -> caption
+
+
+def _is_mass(name: str) -> bool:
+    lowered = name.lower()
+    return lowered in MASS_NOUNS or (lowered.split() or [""])[-1] in MASS_NOUNS
+
+
+def _is_plural_only(name: str) -> bool:
+    """True for names that are already plural ("grapes", "flip flops", "scissors", "peas").
+
+    inflect takes any final "s" for a plural, so singular endings are ruled out first: -ss, -us,
+    -is, -os, and -as except -eas ("gas", "canvas" are singular; "peas" is not)."""
+    word = name.split()[-1] if name.split() else name
+    if not word.endswith("s") or word.endswith(("ss", "us", "is", "os")) or (word.endswith("as") and not word.endswith("eas")):
+        return False
+    return bool(_inflect().singular_noun(word))
+
+
+def noun_phrase(name: str, count: int) -> str:
+    """One caption item for `count` instances: 'an airplane', 'smoke', 'five seagulls', 'grapes'.
+
+    Mass nouns, names already plural and names with their own article ('the eiffel tower') are
+    written as they are, whatever the count."""
+    engine = _inflect()
+    if _is_mass(name) or _is_plural_only(name) or _LEADING_ARTICLE.match(name):
+        return name
+    if count == 1:
+        return engine.a(name)
+    return f"{engine.number_to_words(count)} {engine.plural_noun(name)}"
 
 
 def caption_from_names(names: Sequence[str]) -> str:
-    """['airplane', 'smoke', 'seagull' x5] -> 'an airplane, smoke and five seagulls'."""
-    engine = _inflect()
-    counts: dict[str, int] = {}
-    for name in names:
-        counts[name] = counts.get(name, 0) + 1
-    parts = []
-    for name, count in counts.items():
-        if count == 1:
-            parts.append(name if _uncountable(name) else engine.a(name))
-        else:
-            parts.append(f"{engine.number_to_words(count)} {engine.plural_noun(name)}")
-    if len(parts) <= 1:
-        return parts[0] if parts else ""
-    return ", ".join(parts[:-1]) + " and " + parts[-1]
+    """A caption listing instance names in order of first appearance, repeats counted:
+    ['airplane', 'smoke', 'seagull' x5] -> 'an airplane, smoke and five seagulls'.
+
+    Mass nouns (MASS_NOUNS), names already plural and names starting with an article take no
+    article or count (`noun_phrase`). Empty names are skipped; '' when none is left.
+    """
+    counts = Counter(n.strip() for n in names if isinstance(n, str) and n.strip())
+    if not counts:
+        return ""
+    return _inflect().join([noun_phrase(name, count) for name, count in counts.items()], final_sep="")
 
 
-UNCOUNTABLE = {"grass", "smoke", "sand", "water", "snow", "rain", "sky", "sea", "fog", "fire", "hair", "sun", "moon", "ground"}
+# ---------------------------------------------------------------------------------------- prompts
 
 
-def _uncountable(name: str) -> bool:
-    return name in UNCOUNTABLE
+def prompt_for(label: str, template: str = DEFAULT_TEMPLATE) -> str:
+    """The text prompt for one label: prompt_for('tree') -> 'A sketch of a tree.'.
+
+    The label goes where the template's single '{}' is. A label that already starts with an
+    article ('the Eiffel Tower') replaces the template's article before '{}' instead of
+    following it. No other grammar: 'A sketch of a apple.' is the paper's prompt as written.
+    """
+    if template.count("{}") != 1:
+        raise UsageError(f"a prompt template needs exactly one '{{}}' for the label, got {template!r}")
+    label = " ".join(str(label).split())
+    if not label:
+        raise UsageError("cannot build a prompt for an empty label")
+    if _LEADING_ARTICLE.match(label):
+        template = _ARTICLE_SLOT.sub("{}", template, count=1)
+    return template.replace("{}", label)

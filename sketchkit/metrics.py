@@ -1,163 +1,414 @@
-"""Acc@P, Acc@S and mIoU exactly as method.md defines them, under both protocols of the field.
+"""Acc@P, Acc@S and mIoU as method.md ("Metrics") defines them, under both protocols of the field.
 
-- Per sketch (the CVPR 2024 paper): each metric computed on one sketch, then averaged over the
-  sketches where it is defined.
-- Dataset level (CAVT, WACV 2025): one pixel and one stroke confusion matrix summed over the set;
-  overall accuracy, mean class accuracy, mIoU and frequency-weighted IoU from them.
+- Per sketch (the CVPR 2024 paper): each metric is computed on one sketch, then averaged over the
+  sketches where it is defined (`Scores.per_sketch`).
+- Dataset level (CAVT, WACV 2025): one pixel and one stroke confusion matrix summed over the whole
+  set; overall accuracy, mean class accuracy, mIoU and frequency-weighted IoU come from them
+  (`Scores.dataset`).
 
-Inputs use one class index space of size C. Pixel maps: int arrays, -1 = not evaluated; only
-pixels whose TRUE label is >= 0 count (a prediction of -1 there is simply wrong). Strokes: (S,)
-int arrays; strokes whose true label is -1 (unlabelled, or outside the vocabulary) are excluded.
-Confusion matrices have rows = truth, columns = prediction.
+Inputs share one class index space of size C (the caller maps per-sketch label sets into it):
+- pixel maps: int arrays of any one shape, values in [-1, C). Only pixels whose TRUE label is >= 0
+  are evaluated; a predicted -1 there (nothing predicted) is simply wrong.
+- strokes: (S,) int arrays, values in [-1, C). Strokes whose true label is -1 (unlabelled, or
+  outside the vocabulary) are excluded; a predicted -1 on a labelled stroke is wrong.
+
+Confusion matrices are (C, C + 1) int64: rows = truth, columns = prediction, and the extra last
+column counts evaluated elements predicted -1, so they stay in the support and in the union of
+their true class. Metrics are fractions in [0, 1] (NaN when undefined) until `to_dict()`, which
+gives percentages 0-100 as plain floats and None for undefined (valid JSON).
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 
+from .errors import InputError, UsageError
 
-def confusion(pred: np.ndarray, true: np.ndarray, num_classes: int) -> np.ndarray:
-    """(C, C + 1) int64 counts over elements with true >= 0: rows = truth, columns = prediction,
-    the last column = predictions outside [0, C) (e.g. -1, nothing predicted), which are wrong."""
-    pred = np.asarray(pred).ravel()
-    true = np.asarray(true).ravel()
-    keep = true >= 0
-    pred, true = pred[keep].astype(np.int64), true[keep].astype(np.int64)
-    valid = (pred >= 0) & (pred < num_classes)
-    cols = np.where(valid, pred, num_classes)
-    counts = np.bincount(true * (num_classes + 1) + cols, minlength=num_classes * (num_classes + 1))
+PER_SKETCH_METRICS = ("acc_p", "acc_s", "miou")
+DATASET_METRICS = ("acc_p", "acc_s", "mean_class_acc", "miou", "fw_iou")
+
+
+# ----------------------------------------------------------------------------------- confusion
+
+
+def _labels(values, what: str) -> np.ndarray:
+    """`values` as an int64 array, or InputError naming `what` (empty lists are accepted)."""
+    array = np.asarray(values)
+    if array.size == 0:
+        return array.astype(np.int64)
+    if array.dtype.kind not in "iub":
+        raise InputError(f"{what} must hold integer class indices, got dtype {array.dtype}")
+    return array.astype(np.int64, copy=False)
+
+
+def confusion(pred, true, num_classes: int, *, what: str = "labels") -> np.ndarray:
+    """(C, C + 1) int64 counts over the elements with true >= 0.
+
+    pred, true: int arrays of the same shape, values in [-1, C). Rows = truth, columns =
+    prediction; column C counts predictions of -1. One np.bincount over true * (C + 1) + pred.
+    """
+    pred, true = _labels(pred, f"predicted {what}"), _labels(true, f"true {what}")
+    if pred.shape != true.shape:
+        raise InputError(f"predicted and true {what} differ in shape: {pred.shape} vs {true.shape}")
+    for array, side in ((pred, "predicted"), (true, "true")):
+        if array.size and (array.min() < -1 or array.max() >= num_classes):
+            raise InputError(f"{side} {what} must lie in [-1, {num_classes}), found [{array.min()}, {array.max()}]")
+    evaluated = true >= 0
+    cols = np.where(pred[evaluated] >= 0, pred[evaluated], num_classes)
+    counts = np.bincount(true[evaluated] * (num_classes + 1) + cols, minlength=num_classes * (num_classes + 1))
     return counts.reshape(num_classes, num_classes + 1)
 
 
-def _accuracy(matrix: np.ndarray) -> float:
-    total = matrix.sum()
-    return float(np.trace(matrix[:, : matrix.shape[0]]) / total) if total else math.nan
+def _ratio(num: np.ndarray | float, den: np.ndarray | float) -> np.ndarray | float:
+    """num / den, NaN where den == 0 (no warnings)."""
+    num, den = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
+    out = np.divide(num, den, out=np.full(np.broadcast(num, den).shape, np.nan), where=den > 0)
+    return out if out.ndim else float(out)
 
 
-def _ious(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-class IoU and a mask of classes with a non-empty union."""
-    c = matrix.shape[0]
-    square = matrix[:, :c]
-    tp = np.diag(square).astype(np.float64)
-    true_total = matrix.sum(1)  # includes invalid predictions
-    pred_total = square.sum(0)
-    union = true_total + pred_total - tp
-    defined = union > 0
-    return np.where(defined, tp / np.maximum(union, 1), np.nan), defined
+def _mean_defined(values: np.ndarray) -> float:
+    """Mean over the non-NaN entries, NaN when there is none."""
+    values = np.asarray(values, dtype=np.float64)
+    defined = ~np.isnan(values)
+    return float(values[defined].mean()) if defined.any() else math.nan
 
 
-def _nanmean(values) -> float:
-    values = [v for v in values if not math.isnan(v)]
-    return float(np.mean(values)) if values else math.nan
+def _pct(value: float) -> float | None:
+    """Fraction -> plain-float percentage; None when undefined."""
+    return None if value is None or math.isnan(value) else 100.0 * float(value)
+
+
+@dataclass(eq=False)
+class ConfusionMatrix:
+    """Pixel and stroke confusion over C classes, summed over sketches.
+
+    pixels, strokes: (C, C + 1) int64, rows = truth, columns = prediction, last column =
+    evaluated elements predicted -1.
+    """
+
+    num_classes: int
+    pixels: np.ndarray = field(default=None, repr=False)
+    strokes: np.ndarray = field(default=None, repr=False)
+
+    def __post_init__(self):
+        if self.num_classes < 0:
+            raise UsageError(f"num_classes must be >= 0, got {self.num_classes}")
+        shape = (self.num_classes, self.num_classes + 1)
+        for name in ("pixels", "strokes"):
+            value = getattr(self, name)
+            if value is None:
+                setattr(self, name, np.zeros(shape, dtype=np.int64))
+            elif value.shape != shape:
+                raise UsageError(f"{name} confusion must have shape {shape}, got {value.shape}")
+
+    @classmethod
+    def of_sketch(cls, pred_pixels, true_pixels, pred_strokes=None, true_strokes=None, *, num_classes: int) -> "ConfusionMatrix":
+        """The confusion of one sketch; a None pair (no pixel maps, or no strokes) counts nothing."""
+        def pair(pred, true, what):
+            if pred is None and true is None:
+                return None
+            if pred is None or true is None:
+                raise InputError(f"give both predicted and true {what}, or neither")
+            return confusion(pred, true, num_classes, what=what)
+
+        return cls(num_classes, pair(pred_pixels, true_pixels, "pixels"), pair(pred_strokes, true_strokes, "strokes"))
+
+    def update(self, pred_pixels, true_pixels, pred_strokes=None, true_strokes=None) -> "ConfusionMatrix":
+        """Add one sketch (arguments as `score_sketch`); returns that sketch's own confusion."""
+        sketch = ConfusionMatrix.of_sketch(pred_pixels, true_pixels, pred_strokes, true_strokes, num_classes=self.num_classes)
+        self += sketch
+        return sketch
+
+    def __iadd__(self, other: "ConfusionMatrix") -> "ConfusionMatrix":
+        if other.num_classes != self.num_classes:
+            raise UsageError(f"cannot add a {other.num_classes}-class confusion to a {self.num_classes}-class one")
+        self.pixels += other.pixels
+        self.strokes += other.strokes
+        return self
+
+    def grow(self, num_classes: int) -> None:
+        """Widen to `num_classes` (a growing vocabulary): existing indices keep their counts."""
+        if num_classes < self.num_classes:
+            raise UsageError(f"cannot shrink a confusion matrix from {self.num_classes} to {num_classes} classes")
+        old = self.num_classes
+        for name in ("pixels", "strokes"):
+            grown = np.zeros((num_classes, num_classes + 1), dtype=np.int64)
+            matrix = getattr(self, name)
+            grown[:old, :old] = matrix[:, :old]
+            grown[:old, num_classes] = matrix[:, old]
+            setattr(self, name, grown)
+        self.num_classes = num_classes
+
+    # ---- per-class quantities: (C,) arrays ------------------------------------------------
+    def _square(self, matrix: np.ndarray) -> np.ndarray:
+        return matrix[:, : self.num_classes]
+
+    def support(self) -> np.ndarray:
+        """(C,) int64 evaluated pixels per true class."""
+        return self.pixels.sum(1)
+
+    def predicted(self) -> np.ndarray:
+        """(C,) int64 evaluated pixels predicted as each class."""
+        return self._square(self.pixels).sum(0)
+
+    def class_iou(self) -> np.ndarray:
+        """(C,) float64 pixel IoU per class; NaN where the union of true and predicted is empty."""
+        tp = np.diag(self._square(self.pixels))
+        return _ratio(tp, self.support() + self.predicted() - tp)
+
+    def class_accuracy(self) -> np.ndarray:
+        """(C,) float64 pixel recall per class; NaN for classes absent from the truth."""
+        return _ratio(np.diag(self._square(self.pixels)), self.support())
+
+    def class_stroke_accuracy(self) -> np.ndarray:
+        """(C,) float64 stroke recall per class; NaN for classes with no labelled stroke."""
+        return _ratio(np.diag(self._square(self.strokes)), self.strokes.sum(1))
+
+    # ---- summary metrics: fractions, NaN when undefined -----------------------------------
+    def pixel_accuracy(self) -> float:
+        return _ratio(np.trace(self._square(self.pixels)), self.pixels.sum())
+
+    def stroke_accuracy(self) -> float:
+        return _ratio(np.trace(self._square(self.strokes)), self.strokes.sum())
+
+    def mean_iou(self) -> float:
+        """Mean IoU over the classes with a non-empty union."""
+        return _mean_defined(self.class_iou())
+
+    def mean_class_accuracy(self) -> float:
+        """Mean recall over the classes present in the truth."""
+        return _mean_defined(self.class_accuracy())
+
+    def fw_iou(self) -> float:
+        """IoU weighted by true pixel frequency: sum_c support_c / total * IoU_c."""
+        support = self.support()
+        total = support.sum()
+        if total == 0:
+            return math.nan
+        present = support > 0
+        return float((support[present] / total * self.class_iou()[present]).sum())
+
+    def dataset_metrics(self) -> dict[str, float]:
+        """The CAVT protocol: keys DATASET_METRICS, fractions."""
+        return {
+            "acc_p": self.pixel_accuracy(),
+            "acc_s": self.stroke_accuracy(),
+            "mean_class_acc": self.mean_class_accuracy(),
+            "miou": self.mean_iou(),
+            "fw_iou": self.fw_iou(),
+        }
+
+    def per_category(self, names: Sequence[str]) -> list[dict]:
+        """Table rows for every class seen in truth or prediction (pixels or strokes).
+
+        Each row: name, iou, accuracy (pixel recall), stroke_accuracy (percent or None),
+        support (true pixels), predicted (pixels), strokes (labelled strokes). Sorted by IoU,
+        highest first, undefined last, then by name.
+        """
+        if len(names) != self.num_classes:
+            raise UsageError(f"per_category needs {self.num_classes} names, got {len(names)}")
+        iou, acc, stroke_acc = self.class_iou(), self.class_accuracy(), self.class_stroke_accuracy()
+        support, predicted = self.support(), self.predicted()
+        stroke_support = self.strokes.sum(1)
+        stroke_predicted = self._square(self.strokes).sum(0)
+        seen = np.flatnonzero((support + predicted + stroke_support + stroke_predicted) > 0)
+        rows = [
+            {
+                "name": names[c],
+                "iou": _pct(iou[c]),
+                "accuracy": _pct(acc[c]),
+                "stroke_accuracy": _pct(stroke_acc[c]),
+                "support": int(support[c]),
+                "predicted": int(predicted[c]),
+                "strokes": int(stroke_support[c]),
+            }
+            for c in seen
+        ]
+        return sorted(rows, key=lambda r: (r["iou"] is None, -(r["iou"] or 0.0), r["name"]))
+
+
+# ------------------------------------------------------------------------------------ per sketch
 
 
 @dataclass(frozen=True)
 class SketchScore:
-    """One sketch's metrics as fractions in [0, 1] (NaN when undefined) and its sizes."""
+    """One sketch's metrics as fractions in [0, 1] (NaN when undefined) and the counts behind them.
 
-    name: str
+    pixels / strokes: evaluated pixels (true >= 0) / labelled strokes; *_correct: of those, right.
+    classes: classes with a non-empty pixel union (the mIoU denominator).
+    """
+
     acc_p: float
     acc_s: float
     miou: float
     pixels: int
+    pixels_correct: int
     strokes: int
+    strokes_correct: int
+    classes: int
+    name: str = ""
 
-
-def score_sketch(pred_pixels, true_pixels, pred_strokes, true_strokes, num_classes: int, name: str = "") -> SketchScore:
-    pixel = confusion(pred_pixels, true_pixels, num_classes)
-    stroke = confusion(pred_strokes, true_strokes, num_classes)
-    ious, defined = _ious(pixel)
-    return SketchScore(
-        name=name,
-        acc_p=_accuracy(pixel),
-        acc_s=_accuracy(stroke),
-        miou=float(ious[defined].mean()) if defined.any() else math.nan,
-        pixels=int(pixel.sum()),
-        strokes=int(stroke.sum()),
-    )
-
-
-def _pct(value: float) -> float | None:
-    return None if value is None or math.isnan(value) else round(100.0 * float(value), 4)
-
-
-@dataclass
-class Scores:
-    """Summary of a set: `per_sketch` means and `dataset` (pooled confusion) metrics, fractions."""
-
-    per_sketch: dict[str, float]
-    dataset: dict[str, float]
+    @classmethod
+    def from_confusion(cls, matrix: ConfusionMatrix, name: str = "") -> "SketchScore":
+        square = matrix.num_classes
+        return cls(
+            acc_p=matrix.pixel_accuracy(),
+            acc_s=matrix.stroke_accuracy(),
+            miou=matrix.mean_iou(),
+            pixels=int(matrix.pixels.sum()),
+            pixels_correct=int(np.trace(matrix.pixels[:, :square])),
+            strokes=int(matrix.strokes.sum()),
+            strokes_correct=int(np.trace(matrix.strokes[:, :square])),
+            classes=int((~np.isnan(matrix.class_iou())).sum()),
+            name=name,
+        )
 
     def to_dict(self) -> dict:
-        """Percentages 0-100 as plain floats; None where undefined (valid JSON, no NaN)."""
+        """Percentages (None when undefined) and counts, JSON-ready."""
         return {
-            "per_sketch": {k: _pct(v) for k, v in self.per_sketch.items()},
-            "dataset": {k: _pct(v) for k, v in self.dataset.items()},
+            "name": self.name,
+            **{k: _pct(getattr(self, k)) for k in PER_SKETCH_METRICS},
+            "pixels": self.pixels,
+            "strokes": self.strokes,
+            "classes": self.classes,
         }
 
 
-@dataclass
+def score_sketch(pred_pixels, true_pixels, pred_strokes, true_strokes, num_classes: int, name: str = "") -> SketchScore:
+    """Acc@P, Acc@S and mIoU of one sketch.
+
+    pred_pixels, true_pixels: int arrays of one shape (e.g. (H, W)), values in [-1, C); only pixels
+    with true >= 0 are evaluated. pred_strokes, true_strokes: (S,) int, true -1 = excluded.
+    Either pair may be None (nothing of that kind to score: the metric is NaN).
+    mIoU: per class, |pred & true| / |pred | true| over evaluated pixels, averaged over the
+    classes whose union is non-empty (a class predicted but absent from the truth counts, IoU 0).
+    """
+    matrix = ConfusionMatrix.of_sketch(pred_pixels, true_pixels, pred_strokes, true_strokes, num_classes=num_classes)
+    return SketchScore.from_confusion(matrix, name)
+
+
+# --------------------------------------------------------------------------------------- summary
+
+
+@dataclass(eq=False)
+class Scores:
+    """Both protocols for a set of sketches.
+
+    per_sketch: keys PER_SKETCH_METRICS, each the mean over the sketches where it is defined.
+    dataset:    keys DATASET_METRICS, from the summed confusion (`confusion`).
+    defined:    per per-sketch metric, how many sketches its mean is over.
+    """
+
+    per_sketch: dict[str, float]
+    dataset: dict[str, float]
+    sketches: int
+    defined: dict[str, int]
+    class_names: tuple[str, ...]
+    confusion: ConfusionMatrix = field(repr=False)
+
+    @classmethod
+    def from_scores(cls, sketch_scores: Sequence[SketchScore], matrix: ConfusionMatrix, class_names: Sequence[str]) -> "Scores":
+        per_sketch, defined = {}, {}
+        for key in PER_SKETCH_METRICS:
+            values = np.array([getattr(s, key) for s in sketch_scores], dtype=np.float64)
+            per_sketch[key] = _mean_defined(values)
+            defined[key] = int((~np.isnan(values)).sum())
+        return cls(per_sketch, matrix.dataset_metrics(), len(sketch_scores), defined, tuple(class_names), matrix)
+
+    def to_dict(self) -> dict:
+        """{"per_sketch": {...}, "dataset": {...}, "counts": {...}}: percentages 0-100 as plain
+        floats, None where undefined (valid JSON, no NaN)."""
+        return {
+            "per_sketch": {k: _pct(v) for k, v in self.per_sketch.items()},
+            "dataset": {k: _pct(v) for k, v in self.dataset.items()},
+            "counts": {
+                "sketches": self.sketches,
+                "sketches_scored": dict(self.defined),
+                "pixels": int(self.confusion.pixels.sum()),
+                "strokes": int(self.confusion.strokes.sum()),
+                "classes": len(self.class_names),
+            },
+        }
+
+    def per_category(self, names: Sequence[str] | None = None) -> list[dict]:
+        """Per-class rows (see ConfusionMatrix.per_category); names default to the class names."""
+        return self.confusion.per_category(self.class_names if names is None else names)
+
+
 class Evaluator:
-    """Accumulates per-sketch scores and the pooled confusion matrices over a fixed class list."""
+    """Scores sketch after sketch in one global class index space.
 
-    class_names: list[str]
-    sketch_scores: list[SketchScore] = field(default_factory=list)
+    `class_names` fixes the index space up front; `extend` appends names later (a growing
+    vocabulary) without moving existing indices; `to_global` maps a sketch's local labels.
+    Keeps every SketchScore (`sketch_scores`, for best / worst galleries) and the pooled
+    confusion (`confusion`).
+    """
 
-    def __post_init__(self):
-        c = len(self.class_names)
-        self.pixel_confusion = np.zeros((c, c + 1), dtype=np.int64)
-        self.stroke_confusion = np.zeros((c, c + 1), dtype=np.int64)
+    def __init__(self, class_names: Sequence[str]):
+        self.class_names: list[str] = []
+        self._index: dict[str, int] = {}
+        self.confusion = ConfusionMatrix(0)
+        self.sketch_scores: list[SketchScore] = []
+        duplicates = sorted(n for n, count in Counter(class_names).items() if count > 1)
+        if duplicates:
+            raise UsageError(f"class names must be distinct; repeated: {', '.join(map(repr, duplicates))}")
+        self.extend(class_names)
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
 
-    def add(self, pred_pixels, true_pixels, pred_strokes, true_strokes, name: str = "") -> SketchScore:
-        c = self.num_classes
-        pixel = confusion(pred_pixels, true_pixels, c)
-        stroke = confusion(pred_strokes, true_strokes, c)
-        self.pixel_confusion += pixel
-        self.stroke_confusion += stroke
-        score = score_sketch(pred_pixels, true_pixels, pred_strokes, true_strokes, c, name)
+    @property
+    def pixel_confusion(self) -> np.ndarray:
+        return self.confusion.pixels
+
+    @property
+    def stroke_confusion(self) -> np.ndarray:
+        return self.confusion.strokes
+
+    def extend(self, names: Sequence[str]) -> None:
+        """Append the names not yet known (in order); existing indices and counts are kept."""
+        new = [n for n in dict.fromkeys(names) if n not in self._index]
+        for name in new:
+            self._index[name] = len(self.class_names)
+            self.class_names.append(name)
+        if new:
+            self.confusion.grow(len(self.class_names))
+
+    def to_global(self, labels, local_names: Sequence[str], *, grow: bool = False) -> np.ndarray:
+        """Local labels (int array indexing `local_names`, -1 = none) -> global indices, same shape.
+
+        Names outside the index space map to -1, or are appended first when `grow`.
+        """
+        if grow:
+            self.extend(local_names)
+        lookup = np.array([self._index.get(n, -1) for n in local_names] + [-1], dtype=np.int64)
+        labels = _labels(labels, "local labels")
+        if labels.size and (labels.min() < -1 or labels.max() >= len(local_names)):
+            raise InputError(f"local labels must lie in [-1, {len(local_names)}), found [{labels.min()}, {labels.max()}]")
+        return lookup[labels]  # -1 picks the trailing -1
+
+    def add(self, pred_pixels, true_pixels, pred_strokes=None, true_strokes=None, name: str = "") -> SketchScore:
+        """Score one sketch (arguments as `score_sketch`, global indices) and pool its confusion."""
+        sketch = self.confusion.update(pred_pixels, true_pixels, pred_strokes, true_strokes)
+        score = SketchScore.from_confusion(sketch, name)
         self.sketch_scores.append(score)
         return score
 
     def summary(self) -> Scores:
-        per_sketch = {
-            key: _nanmean([getattr(s, key) for s in self.sketch_scores]) for key in ("acc_p", "acc_s", "miou")
-        }
-        ious, defined = _ious(self.pixel_confusion)
-        true_total = self.pixel_confusion.sum(1)
-        present = true_total > 0
-        recall = np.diag(self.pixel_confusion[:, : self.num_classes]) / np.maximum(true_total, 1)
-        freq = true_total / max(true_total.sum(), 1)
-        dataset = {
-            "acc_p": _accuracy(self.pixel_confusion),
-            "acc_s": _accuracy(self.stroke_confusion),
-            "mean_class_acc": float(recall[present].mean()) if present.any() else math.nan,
-            "miou": float(ious[defined].mean()) if defined.any() else math.nan,
-            "fw_iou": float((freq[defined] * ious[defined]).sum()) if defined.any() else math.nan,
-        }
-        return Scores(per_sketch, dataset)
+        return Scores.from_scores(self.sketch_scores, self.confusion, self.class_names)
 
     def per_category(self) -> list[dict]:
-        """Rows of {name, iou, accuracy, support (true pixels), strokes} sorted by IoU (desc, undefined last)."""
-        ious, defined = _ious(self.pixel_confusion)
-        true_total = self.pixel_confusion.sum(1)
-        stroke_total = self.stroke_confusion.sum(1)
-        tp = np.diag(self.pixel_confusion[:, : self.num_classes])
-        rows = [
-            {
-                "name": name,
-                "iou": _pct(ious[i]) if defined[i] else None,
-                "accuracy": _pct(tp[i] / true_total[i]) if true_total[i] else None,
-                "support": int(true_total[i]),
-                "strokes": int(stroke_total[i]),
-            }
-            for i, name in enumerate(self.class_names)
-            if defined[i] or true_total[i]
-        ]
-        return sorted(rows, key=lambda r: (r["iou"] is None, -(r["iou"] or 0.0), r["name"]))
+        return self.confusion.per_category(self.class_names)
+
+    def ranked(self, metric: str = "miou", *, best_first: bool = True) -> list[SketchScore]:
+        """Sketches where `metric` is defined, best (or worst) first; ties keep input order."""
+        if metric not in PER_SKETCH_METRICS:
+            raise UsageError(f"unknown per-sketch metric {metric!r}; choose from {', '.join(PER_SKETCH_METRICS)}")
+        defined = [s for s in self.sketch_scores if not math.isnan(getattr(s, metric))]
+        return sorted(defined, key=lambda s: getattr(s, metric), reverse=best_first)
