@@ -14,7 +14,7 @@ import typer
 
 from sketchkit import __version__
 
-from . import convert, doctor, evaluate, labels, raster, segment
+from . import convert, doctor, evaluate, labels, raster, segment, train
 from ._options import stderr
 
 app = typer.Typer(
@@ -47,7 +47,9 @@ app.command("raster")(raster.raster)
 app.command("segment")(segment.segment)
 app.command("labels")(labels.labels)
 app.command("eval")(evaluate.evaluate)
+app.command("train")(train.train)
 app.command("doctor")(doctor.doctor)
+app.command("import-checkpoint")(train.import_checkpoint)
 
 
 def _debug() -> bool:

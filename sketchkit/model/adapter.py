@@ -38,7 +38,7 @@ def save_adapter(model: SketchCLIP, path: str | Path, extra: dict | None = None)
         "clip_model": model.config.clip_model,
         "weights_fingerprint": model.fingerprint,
         "weights_source": model.weights_source,
-        "num_prompts": model.config.num_prompts,
+        "num_prompts": int(model.prompts.shape[0]),
         "taps": list(model.config.taps),
         "threshold": float(model.threshold().detach()),
         **(extra or {}),
