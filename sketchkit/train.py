@@ -874,7 +874,7 @@ class _Run:
         if self.split.val_sketches:
             self.emit("validation_start", {"count": len(self.split.val_sketches)})
             if self.segmenter is None:
-                self.segmenter = ClipSegmenter(self.model, "sketchkit", device=self.device)
+                self.segmenter = ClipSegmenter(self.model, "sketchkit", device=self.device, dual=self.cfg.dual)
             report = evaluate(
                 self.split.val_sketches, [self.segmenter], eval_size=self.cfg.val_eval_size,
                 batch_size=self.cfg.val_batch_size, on_step=lambda name, n: self.emit("validation_step", {"advance": n}),
@@ -911,9 +911,6 @@ class _Run:
         for note in self.split.skipped[:20]:
             self.emit("note", {"message": note})
         self.build_model()
-        if not cfg.dual:
-            self.note("trained without the v-v dual path, but validation and `sketchkit segment` score with it "
-                              "(the sketchkit model always uses the dual path at inference)")
         if not self.split.val_sketches and self.split.val_items:
             self.note("the validation sketches have no stroke labels: the best checkpoint is chosen by validation loss, "
                               "not mIoU (pass --val-data with labelled sketches, e.g. FrISS)")

@@ -67,12 +67,21 @@ class OracleModel:
 class ClipSegmenter:
     """CLIP-family zero-shot / fine-tuned segmenters on a SketchCLIP encoder."""
 
-    def __init__(self, encoder: SketchCLIP, mode: str, *, device: str | torch.device = "cpu", ensemble: bool | None = None):
+    def __init__(
+        self,
+        encoder: SketchCLIP,
+        mode: str,
+        *,
+        device: str | torch.device = "cpu",
+        ensemble: bool | None = None,
+        dual: bool | None = None,
+    ):
         if mode not in ("clip", "clip-surgery", "sketchkit"):
             raise UsageError(f"unknown CLIP mode {mode!r}")
         self.encoder = encoder
         self.mode = mode
         self.name = mode
+        self.dual = mode != "clip" if dual is None else dual  # an adapter trained without v-v is scored without it
         self.device = torch.device(device)
         self.templates = PROMPT_ENSEMBLE if (mode == "clip-surgery" if ensemble is None else ensemble) else (PROMPT_ENSEMBLE[0],)
         self.autocast = self.device.type == "cuda"
@@ -96,9 +105,8 @@ class ClipSegmenter:
     def encode(self, rasters: list[Raster], sketches: list[Sketch] | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Rasters (224 px) -> per sketch (scene (E,), patches (P, E)), both L2-normalised."""
         images = images_to_tensor(np.stack([r.image for r in rasters]), device=self.device)
-        dual = self.mode != "clip"
         with torch.no_grad(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-            out = self.encoder.forward_features(images, dual=dual, prompts=self.mode == "sketchkit")
+            out = self.encoder.forward_features(images, dual=self.dual, prompts=self.mode == "sketchkit")
         self.grid = out.grid
         return list(zip(F.normalize(out.scene.float(), dim=-1), F.normalize(out.patches.float(), dim=-1)))
 
@@ -169,6 +177,7 @@ def build_model(spec: ModelSpec, encoder: SketchCLIP | None = None):
     device = resolve_device(spec.device)
     if encoder is None or spec.name == "sketchkit":
         encoder = create_encoder(spec.backbone, weights=spec.weights, device=device, random_init=spec.random_init)
+    dual = None
     if spec.name == "sketchkit":
-        load_adapter(encoder, spec.adapter)
-    return ClipSegmenter(encoder, spec.name, device=device)
+        dual = load_adapter(encoder, spec.adapter).get("training", {}).get("dual", True)
+    return ClipSegmenter(encoder, spec.name, device=device, dual=dual)
