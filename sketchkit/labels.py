@@ -73,7 +73,7 @@ DETERMINERS = frozenset({
 
 MASS_NOUNS = frozenset({
     "air", "bread", "cheese", "dirt", "dust", "fire", "foam", "fog", "foliage", "grass", "gravel",
-    "hair", "hay", "ice", "lava", "light", "lightning", "mist", "moss", "mud", "paper", "rain",
+    "hair", "hay", "ice", "lava", "lightning", "mist", "moss", "mud", "paper", "rain",
     "rice", "sand", "smoke", "snow", "soil", "steam", "traffic", "wall paper", "water", "wind",
     "wood", "yoga",
 })

@@ -1,0 +1,104 @@
+"""Resource limits every reader enforces, so that a hostile or broken file fails fast with an
+InputError instead of exhausting memory or time.
+
+All limits are checked before the expensive step they guard: the file size before any byte is
+read, the SVG element count while the XML is parsed, the pixel count from the image header before
+any pixel is decoded.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from sketchkit.errors import InputError
+
+MAX_FILE_BYTES = 64 * 1024 * 1024
+"""Largest sketch file read at all (64 MiB); checked with stat() before opening."""
+
+MAX_CAPTION_BYTES = 1024 * 1024
+"""Largest caption .txt read beside a sketch (1 MiB)."""
+
+MAX_SVG_ELEMENTS = 500_000
+"""Most XML elements an SVG may hold (a scene of 200,000 one-path strokes fits with room to spare)."""
+
+MAX_POINTS_TOTAL = 20_000_000
+"""Most stroke points a sketch may have after curve flattening (320 MB of float64 points)."""
+
+MAX_POINTS_PER_CURVE = 4096
+"""Most points one curve segment (Bezier, arc) or one circle/ellipse is flattened into."""
+
+MAX_BITMAP_PIXELS = 40_000_000
+"""Most pixels (width * height) a PNG/JPEG may declare; larger images are refused before decoding."""
+
+MAX_COORDINATE = 1e7
+"""Largest |x| or |y| a point may have, in canvas units, after all transforms."""
+
+MAX_NDJSON_LINE_BYTES = 16 * 1024 * 1024
+"""Longest line `iter_quickdraw` accepts when streaming a QuickDraw .ndjson file."""
+
+
+def _mib(num_bytes: int) -> str:
+    return f"{num_bytes / 2**20:.1f} MiB"
+
+
+def check_file_size(path: Path, limit: int | None = None) -> int:
+    """The size of the regular file at `path` in bytes; InputError when it is missing, not a
+    file, unreadable, empty or larger than `limit` (default MAX_FILE_BYTES)."""
+    limit = MAX_FILE_BYTES if limit is None else limit
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        raise InputError("file not found", path) from None
+    except OSError as exc:
+        raise InputError(f"cannot read the file: {exc.strerror or exc}", path) from None
+    if os.path.isdir(path):
+        raise InputError("is a folder, not a sketch file", path)
+    size = stat.st_size
+    if size == 0:
+        raise InputError("the file is empty", path)
+    if size > limit:
+        raise InputError(f"the file is {_mib(size)}, more than the {_mib(limit)} sketchkit reads", path)
+    return size
+
+
+def read_bytes_limited(path: Path, limit: int | None = None) -> bytes:
+    """The whole content of `path` after `check_file_size` (default limit MAX_FILE_BYTES);
+    InputError on any OS error.
+
+    The read itself is capped at `limit + 1` bytes, so a file that grows after the stat() is still
+    refused rather than read without bound."""
+    limit = MAX_FILE_BYTES if limit is None else limit
+    check_file_size(path, limit)
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(limit + 1)
+    except OSError as exc:
+        raise InputError(f"cannot read the file: {exc.strerror or exc}", path) from None
+    if len(data) > limit:
+        raise InputError(f"the file is larger than the {_mib(limit)} sketchkit reads", path)
+    if not data:
+        raise InputError("the file is empty", path)
+    return data
+
+
+def check_coordinates(points, path, what: str = "the sketch") -> None:
+    """InputError unless every value of the float array `points` is finite and within
+    +-MAX_COORDINATE canvas units."""
+    points = np.asarray(points)
+    if points.size == 0:
+        return
+    if not np.isfinite(points).all():
+        raise InputError(f"{what} has non-finite coordinates (NaN or infinity)", path)
+    largest = float(np.abs(points).max())
+    if largest > MAX_COORDINATE:
+        raise InputError(f"{what} has a coordinate of {largest:.3g}, beyond the +-{MAX_COORDINATE:.0e} "
+                         "sketchkit accepts", path)
+
+
+def check_total_points(count: int, path) -> None:
+    """InputError when a sketch would have more than MAX_POINTS_TOTAL points."""
+    if count > MAX_POINTS_TOTAL:
+        raise InputError(f"the sketch has more than {MAX_POINTS_TOTAL:,} points", path)
