@@ -4,6 +4,15 @@ Examples:
     sketchkit eval --data ../shared/data/friss --split test --model oracle --metrics acc-s,acc-p,miou
     sketchkit eval --data friss/ --split test --model clip,clip-surgery --backbone tiny-random --limit 20
     sketchkit eval --data friss/ --split test --vocab qd.txt --name-map friss_to_qd_mappings.json --json r.json
+    sketchkit eval --data cbsc/ --model clip,clip-surgery,sketchkit --adapter runs/a.safetensors \\
+        --protocol both --json results.json --csv results.csv --plots out/ --per-category
+    sketchkit eval --data fscoco-seg/ --split test --allow-pickle --model clip-surgery
+    sketchkit eval --data friss/ --split test --model clip --save-predictions preds.h5
+    sketchkit eval --predictions preds.h5 --plots out/          # re-score without the model
+
+Saved predictions: one model -> the given file; several -> one file per model, the model name
+before the suffix (preds.h5 -> preds.oracle.h5, preds.clip.h5). `--predictions` takes such files
+(repeat it, or give the --save-predictions name to pick up every per-model file saved under it).
 """
 
 from __future__ import annotations
@@ -19,17 +28,63 @@ from ._options import AdapterOpt, BackboneOpt, BatchOpt, DeviceOpt, JsonOutOpt, 
 
 METRICS = {"acc-p": "acc_p", "acc-s": "acc_s", "miou": "miou", "mean-class-acc": "mean_class_acc", "fw-iou": "fw_iou"}
 PROTOCOLS = ("per-sketch", "dataset", "both")
+PROTOCOL_TITLES = {"per_sketch": "per-sketch mean (paper)", "dataset": "dataset confusion matrix (CAVT)"}
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def _tables(result: dict, keys: list[str], protocols: list[str], caption: str) -> None:
+    models = list(result["results"])
+    for proto in protocols:
+        table = Table(title=PROTOCOL_TITLES[proto], caption=caption)
+        table.add_column("model")
+        available = [k for k in keys if any(k in r[proto] for r in result["results"].values())]
+        for k in available:
+            table.add_column(k.replace("_", "-"), justify="right")
+        for name, r in result["results"].items():
+            table.add_row(name, *(_fmt(r[proto].get(k)) if k in r[proto] else "-" for k in available))
+        stdout.print(table)
+    if len(models) > 1:
+        from sketchkit.evaluate import best_models
+
+        table = Table(title="model comparison (best in bold)", caption=caption)
+        table.add_column("protocol")
+        table.add_column("metric")
+        for name in models:
+            table.add_column(name, justify="right")
+        for proto in protocols:
+            for k in keys:
+                if not any(k in r[proto] for r in result["results"].values()):
+                    continue
+                best = best_models(result, proto, k)
+                cells = [f"[bold]{_fmt(r[proto].get(k))}[/bold]" if name in best else _fmt(r[proto].get(k))
+                         for name, r in result["results"].items()]
+                table.add_row(proto.replace("_", "-"), k.replace("_", "-"), *cells)
+        stdout.print(table)
+
+
+def _per_category(result: dict, caption: str) -> None:
+    for name, r in result["results"].items():
+        table = Table(title=f"{name}: per category (dataset confusion, sorted by IoU)", caption=caption)
+        for column in ("category", "IoU", "acc-p", "acc-s", "pixels", "strokes", "predicted px"):
+            table.add_column(column, justify="left" if column == "category" else "right")
+        for row in r["per_category"]:
+            table.add_row(row["name"], _fmt(row["iou"]), _fmt(row["accuracy"]), _fmt(row["stroke_accuracy"]),
+                          f"{row['support']:,}", str(row["strokes"]), f"{row['predicted']:,}")
+        stdout.print(table)
 
 
 def evaluate(
-    data: Annotated[Path, typer.Option("--data", "-d", help="A labelled sketch file or folder (FrISS/CBSC JSON, sketchkit SVG, ...).")],
-    split: Annotated[Optional[str], typer.Option("--split", help="train | val | test from the folder's data_partitions.json.")] = None,
-    model: ModelOpt = "oracle",
+    data: Annotated[Optional[Path], typer.Option("--data", "-d", help="A labelled sketch file or folder (FrISS/CBSC JSON, sketchkit SVG, the FS-COCO segmentation layout, ...).")] = None,
+    split: Annotated[Optional[str], typer.Option("--split", help="train | val | test from the folder's data_partitions.json (FS-COCO layout: a sub-folder).")] = None,
+    model: ModelOpt = None,
     metrics: Annotated[str, typer.Option("--metrics", help="Comma list of acc-s, acc-p, miou, mean-class-acc, fw-iou.")] = "acc-s,acc-p,miou",
     protocol: Annotated[str, typer.Option("--protocol", help="per-sketch (paper) | dataset (CAVT, one confusion matrix) | both")] = "both",
-    vocab: Annotated[str, typer.Option("--vocab", help="per-sketch, or a file of class names (one per line) used for every sketch.")] = "per-sketch",
+    vocab: Annotated[Optional[str], typer.Option("--vocab", help="per-sketch (default), or a file of class names (one per line) used for every sketch.")] = None,
     name_map: Annotated[Optional[Path], typer.Option("--name-map", help="JSON mapping dataset names to --vocab names (e.g. friss_to_qd_mappings.json).")] = None,
-    eval_size: Annotated[int, typer.Option("--eval-size", min=16, max=4096, help="Pixel metrics resolution (reference: 512).")] = 512,
+    eval_size: Annotated[Optional[int], typer.Option("--eval-size", min=16, max=4096, help="Pixel metrics resolution (default 512, the reference's; 224 available).")] = None,
     limit: LimitOpt = None,
     backbone: BackboneOpt = "ViT-B-16",
     weights: WeightsOpt = None,
@@ -37,16 +92,21 @@ def evaluate(
     device: DeviceOpt = "auto",
     batch_size: BatchOpt = 16,
     json_out: JsonOutOpt = None,
-    overwrite: OverwriteOpt = True,
+    csv_out: Annotated[Optional[Path], typer.Option("--csv", help="Also write the metrics as CSV (model, protocol, metric, value, ...).")] = None,
+    plots: Annotated[Optional[Path], typer.Option("--plots", help="Write per-model PNGs here: confusion heat map, per-category IoU, worst/best gallery.")] = None,
+    per_category: Annotated[bool, typer.Option("--per-category", help="Print per-category IoU / accuracy tables with support counts.")] = False,
+    save_predictions: Annotated[Optional[Path], typer.Option("--save-predictions", help="Write every prediction to this HDF5 file (several models: NAME.<model>.h5 each).")] = None,
+    predictions: Annotated[Optional[list[Path]], typer.Option("--predictions", help="Re-score saved predictions (HDF5 from --save-predictions) instead of running a model; repeatable.")] = None,
+    allow_pickle: Annotated[bool, typer.Option("--allow-pickle", help="Allow FS-COCO .npy object arrays, which load by unpickling (runs code from the file): trusted data only.")] = False,
+    overwrite: OverwriteOpt = False,
     strict: StrictOpt = False,
 ) -> None:
     """Score models with Acc@S, Acc@P and mIoU under the per-sketch and dataset protocols."""
-    from sketchkit.data import find_sketches, iter_sketches
     from sketchkit.errors import UsageError
-    from sketchkit.evaluate import Vocabulary, dataset_fingerprint, evaluate as run_eval, load_mapping
+    from sketchkit.evaluate import (DEFAULT_EVAL_SIZE, Vocabulary, dataset_fingerprint, evaluate as run_eval, find_prediction_files,
+                                    load_eval_sketches, load_mapping, report_csv, rescore)
     from sketchkit.files import atomic_write_text, check_output_path
     from sketchkit.labels import parse_labels
-    from sketchkit.model.zoo import ModelSpec, build_model
 
     wanted = [m.strip().lower() for m in metrics.split(",") if m.strip()]
     unknown = [m for m in wanted if m not in METRICS]
@@ -54,55 +114,96 @@ def evaluate(
         raise UsageError(f"unknown metric(s) {', '.join(unknown) or metrics!r}; choose from {', '.join(METRICS)}")
     if protocol not in PROTOCOLS:
         raise UsageError(f"--protocol must be one of {', '.join(PROTOCOLS)}")
-    if json_out is not None:
-        check_output_path(json_out, [data], overwrite)
-    files = find_sketches(data, split=split, limit=limit)
-    sketches = []
-    for path, item in iter_sketches(files):
-        if isinstance(item, Exception):
-            if strict:
-                raise item
-            stderr.print(f"[red]Error:[/red] {item} (skipped)", highlight=False, soft_wrap=True)
-        else:
-            sketches.append(item)
-    if vocab == "per-sketch":
-        vocabulary = Vocabulary(mapping=load_mapping(name_map) if name_map else {})
+    if predictions and (data is not None or split is not None or model is not None or save_predictions is not None):
+        raise UsageError("--predictions re-scores saved predictions: leave out --data, --split, --model and --save-predictions")
+    if not predictions and data is None:
+        raise UsageError("give --data (a labelled sketch set) or --predictions (saved predictions)")
+    inputs = [data] if data is not None else list(predictions)
+    for out in (json_out, csv_out):
+        if out is not None:
+            check_output_path(out, inputs, overwrite)
+    if plots is not None and plots.exists() and not plots.is_dir():
+        raise UsageError(f"--plots {plots} is a file; give a folder")
+    if plots is not None and plots.is_dir() and not predictions:
+        from sketchkit.plots import plot_paths
+
+        for path in plot_paths(plots, [m.strip() for m in (model or "oracle").split(",") if m.strip()]):
+            check_output_path(path, overwrite=overwrite)
+
+    if vocab is None or vocab == "per-sketch":
+        vocabulary = Vocabulary(mapping=load_mapping(name_map) if name_map else {}) if (vocab or name_map) else None
     else:
-        vocabulary = Vocabulary(parse_labels("@" + vocab), load_mapping(name_map) if name_map else {})
+        vocabulary = Vocabulary(parse_labels("@" + vocab), load_mapping(name_map) if name_map else {}, source=vocab)
+    config = {"protocol": protocol, "metrics": wanted, "vocab": vocab or "per-sketch",
+              "name_map": str(name_map) if name_map else None, "limit": limit, "batch_size": batch_size,
+              "backbone": backbone, "weights": str(weights) if weights else None,
+              "adapter": str(adapter) if adapter else None, "device": device}
 
-    names = [m.strip() for m in (model or "oracle").split(",") if m.strip()]
-    models, shared = [], None
-    for name in names:
-        built = build_model(ModelSpec(name, backbone, str(weights) if weights else None, str(adapter) if adapter else None, device), encoder=shared)
-        shared = getattr(built, "encoder", shared)
-        announce_model(built.description)
-        models.append(built)
+    if predictions:
+        files = find_prediction_files(list(predictions))
+        config.update(models=None, predictions=[str(p) for p in files])
+        with progress() as bar:
+            task = bar.add_task("re-score", total=None)
+            report = rescore(files, vocab=vocabulary, eval_size=eval_size, limit=limit, config=config,
+                             on_step=lambda name, n: bar.advance(task, n))
+        count = report.data["count"]
+    else:
+        def skip(error) -> None:
+            stderr.print(f"[red]Error:[/red] {error} (skipped)", highlight=False, soft_wrap=True)
 
-    with progress() as bar:
-        tasks = {m.name: bar.add_task(f"eval {m.name}", total=len(sketches)) for m in models}
-        report = run_eval(
-            sketches, models, vocab=vocabulary, eval_size=eval_size, batch_size=batch_size,
-            data_info={"path": str(data), "split": split, "fingerprint": dataset_fingerprint(files)},
-            on_step=lambda name, n: bar.advance(tasks[name], n),
-        )
+        sketches, files, layout = load_eval_sketches(data, split=split, limit=limit, allow_pickle=allow_pickle,
+                                                     strict=strict, on_error=skip)
+        from sketchkit.model.zoo import ModelSpec, build_model
+
+        names = [m.strip() for m in (model or "oracle").split(",") if m.strip()]
+        models, shared = [], None
+        for name in names:
+            built = build_model(ModelSpec(name, backbone, str(weights) if weights else None, str(adapter) if adapter else None, device), encoder=shared)
+            shared = getattr(built, "encoder", shared)
+            announce_model(built.description)
+            models.append(built)
+        config.update(models=names, predictions=None, save_predictions=str(save_predictions) if save_predictions else None)
+        with progress() as bar:
+            tasks = {m.name: bar.add_task(f"eval {m.name}", total=len(sketches)) for m in models}
+            report = run_eval(
+                sketches, models, vocab=vocabulary, eval_size=eval_size or DEFAULT_EVAL_SIZE, batch_size=batch_size,
+                data_info={"path": str(data), "split": split, "layout": layout, "fingerprint": dataset_fingerprint(files)},
+                on_step=lambda name, n: bar.advance(tasks[name], n), save_predictions=save_predictions,
+                overwrite=overwrite, config=config, adapter=adapter,
+            )
+        count = len(report.models[0].evaluator.sketch_scores)
+
     result = report.to_dict()
     keys = [METRICS[m] for m in wanted]
     protocols = ["per_sketch", "dataset"] if protocol == "both" else [protocol.replace("-", "_")]
-    for proto in protocols:
-        table = Table(
-            title="per-sketch mean (paper)" if proto == "per_sketch" else "dataset confusion matrix (CAVT)",
-            caption=f"{len(sketches)} sketches · pixels at {eval_size} px · strokes voted at 224 px",
-        )
-        table.add_column("model")
-        available = [k for k in keys if any(k in r[proto] for r in result["results"].values())]
-        for k in available:
-            table.add_column(k.replace("_", "-"), justify="right")
-        for name, r in result["results"].items():
-            table.add_row(name, *(f"{r[proto][k]:.2f}" if r[proto].get(k) is not None else "n/a" for k in available))
-        stdout.print(table)
-    excluded = {n: r["excluded_strokes"] for n, r in result["results"].items() if r["excluded_strokes"]}
-    if excluded:
-        stderr.print(f"strokes outside the vocabulary, excluded from scoring: {excluded}")
+    caption = (f"{count} sketches · vocabulary {report.data['vocab']} · pixels at {report.eval_size} px · "
+               "strokes voted at 224 px")
+    _tables(result, keys, protocols, caption)
+    if per_category:
+        _per_category(result, caption)
+
+    if report.skipped:
+        stderr.print(f"{len(report.skipped)} sketches have no stroke in the vocabulary and were skipped "
+                     f"(e.g. {report.skipped[0]})", highlight=False, soft_wrap=True)
+    first = next(iter(result["results"].values()))
+    if first["excluded_strokes"]:
+        classes = first["excluded_classes"]
+        listing = ", ".join(f"{n} ({k})" for n, k in classes.items())
+        stderr.print(f"{first['excluded_strokes']} strokes of {len(classes)} classes outside the vocabulary, excluded "
+                     f"from scoring: {listing}", highlight=False, soft_wrap=True)
+    if save_predictions is not None:
+        from sketchkit.evaluate import prediction_paths
+
+        for path in prediction_paths(save_predictions, [m.name for m in report.models]).values():
+            stderr.print(f"predictions written to {path}", highlight=False)
+    if plots is not None:
+        from sketchkit.plots import save_plots
+
+        written = save_plots(report, plots, overwrite=overwrite)
+        stderr.print(f"{len(written)} plots written to {plots}", highlight=False)
     if json_out is not None:
         atomic_write_text(json_out, json.dumps(result, indent=2) + "\n")
-        stderr.print(f"results written to {json_out}")
+        stderr.print(f"results written to {json_out}", highlight=False)
+    if csv_out is not None:
+        atomic_write_text(csv_out, report_csv(result))
+        stderr.print(f"CSV written to {csv_out}", highlight=False)

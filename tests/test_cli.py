@@ -173,3 +173,102 @@ def test_doctor_reports_weights_problem(capsys, monkeypatch, tmp_path):
     code, out, _ = run(capsys, "doctor")
     assert code == 0
     assert "torch" in out and "weights" in out and "SKETCHKIT_WEIGHTS" in out
+
+
+# ------------------------------------------------------------- eval: every output, re-scoring
+
+
+def test_eval_friss_models_write_every_output_and_rescore(capsys, tmp_path, friss_dir):
+    from sketchkit.write import read_results_h5
+
+    out = tmp_path / "out"
+    out.mkdir()
+    code, stdout, err = run(capsys, "eval", "--data", friss_dir, "--split", "test", "--limit", 5,
+                            "--model", "oracle,clip,clip-surgery", "--backbone", "tiny-random",
+                            "--json", out / "r.json", "--csv", out / "r.csv", "--plots", out / "plots",
+                            "--per-category", "--save-predictions", out / "preds.h5")
+    assert code == 0, err
+    result = json.loads((out / "r.json").read_text())
+    assert list(result["results"]) == ["oracle", "clip", "clip-surgery"]
+    oracle = result["results"]["oracle"]
+    assert oracle["per_sketch"]["acc_s"] == 100.0 and oracle["per_sketch"]["acc_p"] == 100.0
+    assert oracle["dataset"]["acc_s"] == 100.0 and oracle["weights"] is None
+    for name in ("clip", "clip-surgery"):
+        scores = result["results"][name]
+        assert 0.0 <= scores["per_sketch"]["acc_s"] < 100.0
+        assert "RANDOM WEIGHTS" in scores["model"] and scores["weights"]["backbone"] == "tiny-random"
+        assert scores["resolution"] == {"pixels": 512, "strokes": 224} and scores["per_category"]
+    assert result["data"]["count"] == 5 and len(result["data"]["fingerprint"]) == 16
+    assert result["config"]["models"] == ["oracle", "clip", "clip-surgery"] and result["sketchkit_version"]
+    assert "model comparison" in stdout and "per category" in stdout and "per-sketch mean" in stdout
+    assert sorted(p.name for p in (out / "plots").iterdir()) == sorted(
+        f"{m}-{kind}.png" for m in ("oracle", "clip", "clip-surgery") for kind in ("confusion", "iou", "gallery"))
+    rows = (out / "r.csv").read_text().splitlines()
+    assert rows[0].startswith("model,protocol,metric,value") and len(rows) == 1 + 3 * 8
+    saved = sorted(p.name for p in out.glob("preds.*.h5"))
+    assert saved == ["preds.clip-surgery.h5", "preds.clip.h5", "preds.oracle.h5"]
+    assert len(read_results_h5(out / "preds.clip.h5")) == 5
+
+    code, stdout, err = run(capsys, "eval", "--predictions", out / "preds.h5", "--json", out / "again.json")
+    assert code == 0, err
+    again = json.loads((out / "again.json").read_text())
+    assert again["results"] == result["results"]
+    assert again["data"]["fingerprint"] == result["data"]["fingerprint"]
+
+
+def test_eval_fixed_vocabulary_reports_excluded_classes(capsys, tmp_path, friss_dir):
+    code, _, err = run(capsys, "eval", "--data", friss_dir, "--split", "test", "--limit", 5,
+                       "--vocab", friss_dir.parent / "class_lists" / "qd.txt",
+                       "--name-map", friss_dir / "friss_to_qd_mappings.json", "--json", tmp_path / "r.json")
+    assert code == 0, err
+    oracle = json.loads((tmp_path / "r.json").read_text())["results"]["oracle"]
+    assert oracle["excluded_strokes"] > 0 and oracle["per_sketch"]["acc_s"] == 100.0
+    assert "outside the vocabulary" in err
+    for name, strokes in oracle["excluded_classes"].items():
+        assert f"{name} ({strokes})" in " ".join(err.split())
+
+
+def test_eval_fscoco_layout_needs_allow_pickle(capsys, tmp_path):
+    import numpy as np
+
+    root = tmp_path / "seg"
+    for sub in ("vector_sketches", "classes", "captions", "images"):
+        (root / sub).mkdir(parents=True)
+    rows = np.array([[0, 0, 0], [40, 0, 1], [0, 30, 0], [40, 30, 1]], dtype=object)
+    np.save(root / "vector_sketches" / "0001.npy", rows, allow_pickle=True)
+    (root / "classes" / "0001.json").write_text('["tree", "sun"]')
+    code, _, err = run(capsys, "eval", "--data", root)
+    assert_one_line_error(code, err, "--allow-pickle")
+    code, _, err = run(capsys, "eval", "--data", root, "--allow-pickle", "--json", tmp_path / "r.json")
+    assert code == 0, err
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["data"]["layout"] == "fscoco-seg"
+    assert result["results"]["oracle"]["per_sketch"]["acc_s"] == 100.0
+
+
+def test_eval_option_conflicts_are_usage_errors(capsys, tmp_path):
+    code, _, err = run(capsys, "eval", "--predictions", tmp_path / "p.h5", "--model", "clip")
+    assert_one_line_error(code, err, "--predictions")
+    code, _, err = run(capsys, "eval")
+    assert_one_line_error(code, err, "--data")
+    code, _, err = run(capsys, "eval", "--predictions", tmp_path / "missing.h5")
+    assert_one_line_error(code, err, "no such predictions file")
+
+
+def test_eval_refuses_to_replace_outputs_without_overwrite(capsys, tmp_path, friss_dir):
+    args = ["eval", "--data", friss_dir, "--split", "test", "--limit", 2, "--json", tmp_path / "r.json",
+            "--plots", tmp_path / "plots"]
+    code, _, err = run(capsys, *args)
+    assert code == 0, err
+    first = (tmp_path / "r.json").read_bytes()
+    (tmp_path / "r.json").write_text("keep me")
+    code, _, err = run(capsys, *args)
+    assert_one_line_error(code, err, "--overwrite")
+    assert (tmp_path / "r.json").read_text() == "keep me"
+    (tmp_path / "r.json").unlink()
+    code, _, err = run(capsys, *args)   # the plots of the first run are still there
+    assert_one_line_error(code, err, "oracle-confusion.png")
+    assert not (tmp_path / "r.json").exists()
+    code, _, err = run(capsys, *args, "--overwrite")
+    assert code == 0, err
+    assert json.loads((tmp_path / "r.json").read_bytes())["results"] == json.loads(first)["results"]
