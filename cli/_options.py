@@ -27,6 +27,7 @@ WeightsOpt = Annotated[
 AdapterOpt = Annotated[Optional[Path], typer.Option("--adapter", help="Trained adapter (.safetensors) from `sketchkit train`.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto | cpu | cuda")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Sketches encoded per batch.")]
+CompileOpt = Annotated[bool, typer.Option("--compile", help="Run the image encoder under torch.compile (the first batch of each size compiles: seconds to a minute).")]
 LimitOpt = Annotated[Optional[int], typer.Option("--limit", min=1, help="Use only the first N sketches.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")]
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Stop at the first unreadable input instead of skipping it.")]

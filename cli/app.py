@@ -14,7 +14,7 @@ import typer
 
 from sketchkit import __version__
 
-from . import convert, doctor, evaluate, labels, raster, segment, train
+from . import bench, convert, doctor, evaluate, labels, raster, segment, train
 from ._options import stderr
 
 app = typer.Typer(
@@ -50,6 +50,7 @@ app.command("eval")(evaluate.evaluate)
 app.command("train")(train.train)
 app.command("doctor")(doctor.doctor)
 app.command("import-checkpoint")(train.import_checkpoint)
+app.command("bench")(bench.bench)
 
 
 def _debug() -> bool:

@@ -24,7 +24,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from ._options import AdapterOpt, BackboneOpt, BatchOpt, DeviceOpt, JsonOutOpt, LimitOpt, ModelOpt, OverwriteOpt, StrictOpt, WeightsOpt, progress, stderr, stdout, announce_model
+from ._options import AdapterOpt, BackboneOpt, BatchOpt, CompileOpt, DeviceOpt, JsonOutOpt, LimitOpt, ModelOpt, OverwriteOpt, StrictOpt, WeightsOpt, progress, stderr, stdout, announce_model
 
 METRICS = {"acc-p": "acc_p", "acc-s": "acc_s", "miou": "miou", "mean-class-acc": "mean_class_acc", "fw-iou": "fw_iou"}
 PROTOCOLS = ("per-sketch", "dataset", "both")
@@ -90,6 +90,7 @@ def evaluate(
     weights: WeightsOpt = None,
     adapter: AdapterOpt = None,
     device: DeviceOpt = "auto",
+    compile: CompileOpt = False,
     batch_size: BatchOpt = 16,
     json_out: JsonOutOpt = None,
     csv_out: Annotated[Optional[Path], typer.Option("--csv", help="Also write the metrics as CSV (model, protocol, metric, value, ...).")] = None,
@@ -137,7 +138,7 @@ def evaluate(
     config = {"protocol": protocol, "metrics": wanted, "vocab": vocab or "per-sketch",
               "name_map": str(name_map) if name_map else None, "limit": limit, "batch_size": batch_size,
               "backbone": backbone, "weights": str(weights) if weights else None,
-              "adapter": str(adapter) if adapter else None, "device": device}
+              "adapter": str(adapter) if adapter else None, "device": device, "compile": compile}
 
     if predictions:
         files = find_prediction_files(list(predictions))
@@ -158,7 +159,7 @@ def evaluate(
         names = [m.strip() for m in (model or "oracle").split(",") if m.strip()]
         models, shared = [], None
         for name in names:
-            built = build_model(ModelSpec(name, backbone, str(weights) if weights else None, str(adapter) if adapter else None, device), encoder=shared)
+            built = build_model(ModelSpec(name, backbone, str(weights) if weights else None, str(adapter) if adapter else None, device, compile=compile), encoder=shared)
             shared = getattr(built, "encoder", shared)
             announce_model(built.description)
             models.append(built)

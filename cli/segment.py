@@ -18,6 +18,7 @@ from ._options import (
     AdapterOpt,
     BackboneOpt,
     BatchOpt,
+    CompileOpt,
     DeviceOpt,
     ModelOpt,
     OverwriteOpt,
@@ -43,6 +44,7 @@ def segment(
     weights: WeightsOpt = None,
     adapter: AdapterOpt = None,
     device: DeviceOpt = "auto",
+    compile: CompileOpt = False,
     batch_size: BatchOpt = 8,
     threshold: Annotated[Optional[float], typer.Option("--threshold", help="Keep only pixels whose min-max normalised score reaches T (paper: 0.71); others become 'background'.")] = None,
     skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Skip inputs whose outputs all exist (resume a batch).")] = False,
@@ -75,7 +77,7 @@ def segment(
         strict=strict,
     )
     name = model or default_model_name(str(adapter) if adapter else None)
-    seg_model = build_model(ModelSpec(name, backbone, str(weights) if weights else None, str(adapter) if adapter else None, device))
+    seg_model = build_model(ModelSpec(name, backbone, str(weights) if weights else None, str(adapter) if adapter else None, device, compile=compile))
     announce_model(seg_model.description, quiet)
 
     table = Table(title="sketchkit segment", show_lines=False)

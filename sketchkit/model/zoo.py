@@ -147,6 +147,7 @@ class ModelSpec:
     adapter: str | None = None
     device: str = "auto"
     random_init: bool = False
+    compile: bool = False  # torch.compile the image encoder (sketchkit.model.compile); first batch pays the compile
 
 
 def resolve_device(device: str) -> torch.device:
@@ -180,4 +181,10 @@ def build_model(spec: ModelSpec, encoder: SketchCLIP | None = None):
     dual = None
     if spec.name == "sketchkit":
         dual = load_adapter(encoder, spec.adapter).get("training", {}).get("dual", True)
+    if spec.compile:
+        from .compile import compile_encoder, tune_malloc
+
+        if device.type == "cpu":
+            tune_malloc()
+        compile_encoder(encoder)
     return ClipSegmenter(encoder, spec.name, device=device, dual=dual)

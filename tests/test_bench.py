@@ -1,0 +1,386 @@
+"""`sketchkit bench`, torch.compile of the encoder, and the speed helpers, on the tiny backbone on CPU.
+
+No speed thresholds here (style.md: speed lives in `sketchkit bench`): figures are checked for being present, finite
+and consistent with each other, and Triton rows for saying n/a without a GPU.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+
+import pytest
+import torch
+import typer
+from typer.testing import CliRunner
+
+from sketchkit import bench as bench_lib
+from sketchkit.bench import (
+    BenchReport,
+    EncoderRow,
+    Environment,
+    PipelineRow,
+    Startup,
+    cpu_time,
+    encoder_flops,
+    evaluate_goals,
+    find_inputs,
+    prefetch,
+    with_impl,
+)
+from sketchkit.cli.bench import bench
+from sketchkit.errors import InputError, UsageError
+from sketchkit.model.compile import compile_encoder, compiled_forward, is_compiled, tune_malloc
+
+
+def images(n=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 3, 224, 224, generator=g) * 2 - 1
+
+
+# ---- the command, end to end -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bench_run(tmp_path_factory):
+    """One quick full run through the CLI: tiny backbone, batches 1 and 2, the bundled examples, every section.
+    The compiled rows use the aot_eager backend (graph capture without inductor's C++ build, which the compile test
+    below covers)."""
+    app = typer.Typer()
+    app.command()(bench)
+    out = tmp_path_factory.mktemp("bench") / "bench.json"
+    args = ["--backbone", "tiny-random", "--batches", "1,2", "--compile-backend", "aot_eager", "--batch-size", "2",
+            "--min-sketches", "3", "--repeats", "2", "--json", str(out)]
+    result = CliRunner().invoke(app, args)
+    return result, json.loads(out.read_text()) if out.exists() else None
+
+
+def test_bench_prints_every_section(bench_run):
+    result, _ = bench_run
+    assert result.exit_code == 0, result.output
+    for title in ("1. dual-path attention", "2. encoder forward_features", "3. segment pipeline", "4. cold start",
+                  "5. goals", "RANDOM WEIGHTS", "matmul ceiling", "n/a"):
+        assert title in result.output, title
+
+
+def test_bench_json_environment_and_ceiling(bench_run):
+    _, report = bench_run
+    env = report["environment"]
+    assert env["device"] == "cpu" and env["backbone"] == "tiny-random"
+    assert "random weights" in env["weights"]
+    assert env["vv_impl"] == "sdpa"  # auto never picks the Triton interpreter on CPU
+    assert env["dtype"] == "float32"
+    assert env["flops_per_image"] > 0 and env["model_build_s"] > 0
+    assert report["ceiling"]["dtype"] == "float32" and report["ceiling"]["gflops"] > 0
+
+
+def test_bench_json_attention_rows(bench_run):
+    _, report = bench_run
+    rows = report["attention"]
+    assert [r["batch"] for r in rows] == [1, 2]
+    for row in rows:
+        assert (row["heads"], row["tokens"], row["head_dim"]) == (4, 1 + 196 + 3, 16)
+        for key in ("eager_ms", "sdpa2_ms", "sdpa1_ms"):
+            assert math.isfinite(row[key]) and row[key] > 0
+        assert row["eager_vs_sdpa1"] == pytest.approx(row["eager_ms"] / row["sdpa1_ms"])
+        assert row["sdpa2_vs_sdpa1"] == pytest.approx(row["sdpa2_ms"] / row["sdpa1_ms"])
+        assert row["fused_ms"] is None and row["fused_vs_sdpa1"] is None
+        assert "without a CUDA GPU" in row["note"]
+
+
+def test_bench_json_encoder_rows(bench_run):
+    _, report = bench_run
+    rows = {(r["variant"], r["impl"], r["batch"]): r for r in report["encoder"]}
+    assert set(rows) == {(v, i, b) for v in ("eager", "compiled") for i in ("sdpa", "triton") for b in (1, 2)}
+    ceiling = report["ceiling"]["gflops"]
+    flops = report["environment"]["flops_per_image"]
+    for (variant, impl, batch), row in rows.items():
+        if impl == "triton":
+            assert row["seconds"] is None and row["ceiling_fraction"] is None and row["note"] == "n/a: no CUDA GPU"
+            continue
+        assert row["seconds"] > 0 and row["peak_memory_mb"] > 0
+        assert row["images_per_s"] == pytest.approx(batch / row["seconds"])
+        assert row["gflops"] == pytest.approx(flops * batch / row["seconds"] / 1e9)
+        assert row["ceiling_fraction"] == pytest.approx(row["gflops"] / ceiling)
+        assert (row["compile_s"] is not None) == (variant == "compiled")
+
+
+def test_bench_json_pipeline_rows(bench_run):
+    _, report = bench_run
+    assert len(report["pipeline_inputs"]) == 3  # the bundled examples/*.svg
+    rows = report["pipeline"]
+    assert [(r["mode"], r["batch_size"]) for r in rows] == [("serial", 1), ("serial", 2), ("overlapped", 2)]
+    for row in rows:
+        assert row["sketches"] == 3 and row["peak_memory_mb"] > 0
+        assert row["sketches_per_s"] == pytest.approx(row["sketches"] / row["wall_s"])
+        stages = row["stages"]
+        assert {"read", "raster", "encode", "score", "vote", "write"} <= set(stages)
+        assert all(v > 0 for k, v in stages.items() if k != "wait")
+        main_thread = sum(v for k, v in stages.items() if k not in ("read", "raster"))
+        if row["mode"] == "serial":  # stages are disjoint parts of the wall time
+            assert sum(stages.values()) <= row["seconds_per_sketch"] * 1.001
+        else:  # read + raster ran in the loader thread; the main thread's parts (and its waits) fit in the wall
+            assert "wait" in stages and main_thread <= row["seconds_per_sketch"] * 1.001
+
+
+def test_bench_json_startup_and_goals(bench_run):
+    _, report = bench_run
+    startup = report["startup"]
+    assert startup["note"] == "", startup["note"]
+    assert startup["cli_import_s"] > 0 and startup["cold_segment_s"] > 0 and startup["model_build_s"] > 0
+    goals = {g["name"]: g for g in report["goals"]}
+    assert len(goals) == 6
+    for name, goal in goals.items():
+        if goal["note"] == "needs a CUDA GPU":
+            assert goal["met"] is None
+    cold = goals["cold start: segment one file (tiny-random)"]
+    assert cold["measured"] == startup["cold_segment_s"] and cold["met"] is not None
+
+
+def test_bench_rejects_bad_options():
+    app = typer.Typer()
+    app.command()(bench)
+    runner = CliRunner()
+    for args in (["--batches", "1,x"], ["--batches", "0"], ["--sections", "encoder,nonsense"]):
+        result = runner.invoke(app, ["--backbone", "tiny-random", *args])
+        assert isinstance(result.exception, UsageError), (args, result.output)
+
+
+# ---- FLOPs -------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dual, prompts", [(False, False), (True, False), (True, True)])
+def test_analytic_flops_match_the_flop_counter(tiny_encoder, dual, prompts):
+    """FlopCounterMode counts every matmul when SDPA runs its math backend and grad is on (no fused MHA path)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = with_impl(tiny_encoder, "sdpa")
+    with torch.enable_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        model.forward_features(images(1), dual=dual, prompts=prompts)
+    assert encoder_flops(model, dual=dual, prompts=prompts) == counter.get_total_flops()
+
+
+def test_plain_vit_b16_costs_the_published_35_1_gflop():
+    """ViT-B/16 at 224 px without dual path and prompts: 35.1 GFLOP (the published figure counts the class token's
+    projection only; forward_features also projects the 196 patch tokens: 2 * 196 * 768 * 512 more)."""
+    import open_clip
+
+    from sketchkit.model.encoder import SketchCLIP
+    from sketchkit.model.factory import get_backbone_config
+
+    with torch.device("meta"):  # sizes only: no memory, no init time
+        clip = open_clip.create_model("ViT-B-16-quickgelu", device="meta")
+        model = SketchCLIP(clip, get_backbone_config("ViT-B-16"))
+    plain = encoder_flops(model, dual=False, prompts=False)
+    assert (plain - 2 * 196 * 768 * 512) / 1e9 == pytest.approx(35.1, abs=0.05)
+    # the dual path adds, in 6 blocks, v v^T, its weighted values and one output projection (200 tokens with prompts)
+    dual_extra = 6 * (4 * 200 * 200 * 768 + 2 * 200 * 768 * 768)
+    assert encoder_flops(model, dual=True, prompts=True) - encoder_flops(model, dual=False, prompts=True) == dual_extra
+
+
+# ---- torch.compile -----------------------------------------------------------------------------------------------
+
+
+def test_compile_encoder_matches_eager_in_one_graph(tiny_encoder):
+    """inductor, fullgraph=True (a graph break would raise), sdpa dual path; ~20 s on a 2-core CPU, most of it
+    inductor's C++ build (cached on disk for later runs)."""
+    model = with_impl(tiny_encoder, "sdpa")
+    x = images(2)
+    with torch.no_grad():
+        want = model.forward_features(x, taps=(7, 12))
+        assert compile_encoder(model) is model and is_compiled(model) and not is_compiled(tiny_encoder)
+        got = model.forward_features(x, taps=(7, 12))
+    assert compile_encoder(model) is model  # idempotent
+    assert got.grid == want.grid and set(got.taps) == {7, 12}
+    for name in ("scene", "patches"):
+        assert (getattr(got, name) - getattr(want, name)).abs().max().item() <= 1e-4, name
+    for tap in (7, 12):
+        assert (got.taps[tap] - want.taps[tap]).abs().max().item() <= 1e-4
+
+
+def test_fused_kernel_is_traced_as_one_custom_op_without_graph_breaks(tiny_encoder):
+    """The whole forward_features with the Triton impl is one graph holding sketchkit::dual_attention once per dual
+    block (run here through the interpreter, which conftest enables on CPU)."""
+    from sketchkit.kernels.dual_attention import KERNEL_INTERPRETED, TRITON_AVAILABLE
+
+    if not TRITON_AVAILABLE or not (KERNEL_INTERPRETED or torch.cuda.is_available()):
+        pytest.skip("needs triton and either a CUDA GPU or TRITON_INTERPRET=1")
+    model = with_impl(tiny_encoder, "triton")
+    with torch.no_grad():
+        explained = torch._dynamo.explain(model.forward_features)(images(1))
+    assert explained.graph_count == 1 and explained.graph_break_count == 0, explained.break_reasons
+    calls = [n for n in explained.graphs[0].graph.nodes if "sketchkit.dual_attention" in str(n.target)]
+    assert len(calls) == tiny_encoder.config.dual_blocks
+
+
+def test_compile_options_are_checked(tiny_encoder, monkeypatch):
+    with pytest.raises(UsageError, match="unknown compile mode"):
+        compiled_forward(tiny_encoder, mode="fastest")
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr("sketchkit.model.compile.shutil.which", lambda name: None)
+    with pytest.raises(UsageError, match="C\\+\\+ compiler"):
+        compiled_forward(tiny_encoder)
+    compiled_forward(tiny_encoder, backend="aot_eager")  # no C++ needed: no error
+
+
+def test_with_impl_shares_weights_and_leaves_the_original_alone(tiny_encoder):
+    view = with_impl(tiny_encoder, "eager")
+    assert view.vv_impl == "eager" and tiny_encoder.vv_impl is None
+    assert view.clip is tiny_encoder.clip and view.prompts is tiny_encoder.prompts
+    with torch.no_grad():
+        torch.testing.assert_close(view.forward_features(images(1)).patches,
+                                   with_impl(tiny_encoder, "sdpa").forward_features(images(1)).patches,
+                                   rtol=1e-4, atol=1e-5)
+
+
+# ---- helpers -----------------------------------------------------------------------------------------------------
+
+
+def test_cpu_time_is_the_median_after_warm_up(monkeypatch):
+    clock = [0.0]
+    durations = iter([100.0, 5.0, 1.0, 3.0])  # the first call is the warm-up and is not timed
+    calls = []
+
+    def work():
+        calls.append(1)
+        clock[0] += next(durations)
+
+    monkeypatch.setattr(bench_lib.time, "perf_counter", lambda: clock[0])
+    assert cpu_time(work, repeats=3, warmup=1, min_seconds=0) == 3.0
+    assert len(calls) == 4
+
+
+def test_cpu_time_repeats_short_calls_until_min_seconds(monkeypatch):
+    clock = [0.0]
+    monkeypatch.setattr(bench_lib.time, "perf_counter", lambda: clock[0])
+    calls = []
+
+    def work():
+        calls.append(1)
+        clock[0] += 0.125  # exact in binary: the sums below are exact
+
+    assert cpu_time(work, repeats=2, warmup=0, min_seconds=0.5) == 0.125
+    assert len(calls) == 4  # 4 x 0.125 s reach 0.5 s
+
+
+def test_prefetch_keeps_order_and_loads_ahead():
+    loaded_third = threading.Event()
+
+    def load(item):
+        if item == 3:
+            loaded_third.set()
+        return item * 10
+
+    stream = prefetch(range(5), load, depth=2)
+    assert next(stream) == 0
+    # while the consumer holds item 0, the loader fills its queue of 2 and starts on item 3
+    assert loaded_third.wait(timeout=10)
+    assert list(stream) == [10, 20, 30, 40]
+
+
+def test_prefetch_reraises_where_the_load_failed():
+    def load(item):
+        if item == 2:
+            raise ValueError("bad item 2")
+        return item
+
+    got = []
+    with pytest.raises(ValueError, match="bad item 2"):
+        for value in prefetch(range(5), load):
+            got.append(value)
+    assert got == [0, 1]
+
+
+def test_prefetch_stops_its_thread_when_closed_early():
+    started = []
+
+    def load(item):
+        started.append(item)
+        return item
+
+    before = threading.active_count()
+    stream = prefetch(range(1000), load, depth=1)
+    assert next(stream) == 0
+    stream.close()
+    deadline = time.monotonic() + 10
+    while threading.active_count() > before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert threading.active_count() == before
+    assert len(started) < 1000
+
+
+def test_tune_malloc_respects_user_malloc_settings(monkeypatch):
+    import ctypes.util
+    import sys
+
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "2")
+    assert tune_malloc() is False
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    if not sys.platform.startswith("linux") or ctypes.util.find_library("c") is None:
+        pytest.skip("mallopt is a glibc Linux call")
+    assert tune_malloc() is True
+
+
+def test_find_inputs_defaults_to_the_bundled_examples(tmp_path):
+    files = find_inputs(())
+    assert sorted(f.name for f in files) == ["car_road.svg", "house_tree_sun.svg", "sailboat.svg"]
+    assert find_inputs((), limit=1) == files[:1]
+    with pytest.raises(InputError, match="not found"):
+        find_inputs((tmp_path / "missing",))
+
+
+def _environment(**changes) -> Environment:
+    values = dict(device="cpu", device_name="test cpu", torch="x", triton=None, threads=2, dtype="float32",
+                  backbone="ViT-B-16", weights="random weights (random_init)", vv_impl="sdpa", model_import_s=1.0,
+                  model_build_s=2.0,
+                  flops_per_image=int(38e9), timer="t", memory="m", malloc_tuned=True, load_before=0.0)
+    values.update(changes)
+    return Environment(**values)
+
+
+def _encoder_row(batch: int, fraction: float, seconds: float = 1.0, variant="eager", impl="sdpa") -> EncoderRow:
+    return EncoderRow(variant, impl, batch, seconds, batch / seconds, seconds / batch, 100.0, fraction, 1.0, None)
+
+
+def test_goals_against_hand_made_cpu_figures():
+    report = BenchReport(
+        _environment(),
+        encoder=[_encoder_row(1, 0.70), _encoder_row(8, 0.85)],
+        pipeline=[PipelineRow("serial", 1, 8, 2.4, 8 / 2.4, 0.30, {}, 1.0)],
+        startup=Startup(0.1, 4.2, "segment", 2.0, "ViT-B-16"),
+    )
+    goals = {g.name: g for g in evaluate_goals(report)}
+    latency = goals["warm end-to-end latency, one sketch (batch 1)"]
+    assert (latency.measured, latency.met) == (0.30, False)
+    share = goals["encoder at batch 8, share of matmul ceiling"]
+    assert (share.measured, share.met) == (0.85, True)
+    cold = goals["cold start: segment one file (tiny-random)"]
+    assert (cold.measured, cold.met) == (4.2, True)
+    for name in ("fused dual path vs one SDPA call (worst batch)", "encoder at batch 256, share of matmul ceiling",
+                 "compiled + triton vs eager, batch 64"):
+        assert goals[name].met is None and goals[name].note == "needs a CUDA GPU"
+
+
+def test_goals_measured_off_their_setting_are_not_judged():
+    report = BenchReport(_environment(backbone="tiny-random"), encoder=[_encoder_row(8, 0.95)])
+    share = next(g for g in evaluate_goals(report) if g.name.startswith("encoder at batch 8"))
+    assert share.measured == 0.95 and share.met is None and "tiny-random" in share.note
+    gpu = BenchReport(_environment(device="cuda", dtype="bfloat16 (autocast)"),
+                      encoder=[_encoder_row(64, 0.4, 3.0), _encoder_row(64, 0.6, 1.5, "compiled", "triton"),
+                               _encoder_row(256, 0.55, 9.0)])
+    goals = {g.name: g for g in evaluate_goals(gpu)}
+    speedup = goals["compiled + triton vs eager, batch 64"]
+    assert speedup.measured == pytest.approx(2.0) and speedup.met is True
+    assert goals["encoder at batch 256, share of matmul ceiling"].met is True
+    assert goals["encoder at batch 8, share of matmul ceiling"].note == "CPU goal; this run is on CUDA"
+
+
+def test_segmenters_built_with_compile_run_the_compiled_encoder():
+    from sketchkit.model.zoo import ModelSpec, build_model
+
+    plain = build_model(ModelSpec("clip-surgery", "tiny-random", device="cpu"))
+    compiled = build_model(ModelSpec("clip-surgery", "tiny-random", device="cpu", compile=True))
+    assert is_compiled(compiled.encoder) and not is_compiled(plain.encoder)
