@@ -6,7 +6,8 @@ Steps (all vectorised; no per-pixel Python loops):
    warning is an error. EXIF orientation is applied. Alpha is composited onto a paper colour that
    contrasts with the opaque ink (white under dark ink, black under light ink).
 2. Binarise: the paper colour is the dominant grey of the image border (any paper colour, dark ink
-   on light paper or light on dark); a pixel's contrast is its grey distance from the paper; ink is
+   on light paper or light on dark; white for images one or two pixels thin, which are all border,
+   so a one-pixel black PNG is a dot); a pixel's contrast is its grey distance from the paper; ink is
    contrast above an Otsu threshold between paper and the ink level, capped at INK_FRACTION of the
    ink level (so anti-aliased grey counts as ink) and floored at MIN_CONTRAST.
 3. `Sketch.image` is the contrast mapped to grey: paper (and anything within MIN_CONTRAST / 2 of
@@ -121,6 +122,8 @@ def binarize(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     border = np.concatenate([grey[0], grey[-1], grey[1:-1, 0], grey[1:-1, -1]])
     mode = np.argmax(np.bincount(np.rint(border * 255).astype(np.int64), minlength=256)) / 255.0
     paper = float(np.median(border[np.abs(border - mode) <= _BORDER_BAND]))
+    if min(grey.shape) <= 2:  # no interior: the border is the whole image and cannot tell paper from ink
+        paper = 1.0
     contrast = np.abs(grey - np.float32(paper))
     candidates = contrast[contrast > MIN_CONTRAST]
     if candidates.size == 0:
