@@ -14,6 +14,8 @@ underscores for dashes), then the flags given on the command line.
 
 from __future__ import annotations
 
+import signal
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -96,7 +98,12 @@ def train(
 
     handler = None if quiet else _ProgressHandler()
     try:
-        report = run_training(settings, on_event=handler)
+        with _sigterm_as_interrupt():
+            report = run_training(settings, on_event=handler)
+    except KeyboardInterrupt:
+        stderr.print(f"[yellow]Training interrupted;[/yellow] the last checkpoint in {settings.out} is kept: continue with "
+                     f"`sketchkit train --out {settings.out} --resume`", highlight=False, soft_wrap=True)
+        raise
     finally:
         if handler is not None:
             handler.close()
@@ -109,6 +116,25 @@ def train(
                  f"{report.steps_per_second:.2f} steps/s; threshold {moved}; best {best}", highlight=False)
     stdout.print(f"best adapter: {report.best_path}\nlast adapter: {report.last_path}\nresume state: {report.state_path}\n"
                  f"metrics: {report.metrics_path}  plot: {report.plot_path}", highlight=False, soft_wrap=True)
+
+
+@contextmanager
+def _sigterm_as_interrupt():
+    """Turn SIGTERM (kill, a scheduler's pre-emption, torchrun stopping its workers) into KeyboardInterrupt
+    while training, so an interrupted run unwinds like Ctrl-C: a checkpoint being written is abandoned (its
+    temp file removed, the previous one kept), and the command exits 130 with one line."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class _ProgressHandler:

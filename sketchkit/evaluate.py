@@ -61,6 +61,7 @@ from .metrics import Evaluator
 from .predictor import BACKGROUND, MODEL_SIZE, finish
 from .raster import rasterize
 from .types import SegmentResult, Sketch, Transform
+from .vote import bilinear_at
 
 DEFAULT_EVAL_SIZE = 512
 PROTOCOLS = ("per_sketch", "dataset")
@@ -292,25 +293,6 @@ def pixel_scores_at(scores: np.ndarray, size: int) -> np.ndarray:
         return scores
     t = torch.from_numpy(np.ascontiguousarray(scores, dtype=np.float32))[None]
     return F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False)[0].numpy()
-
-
-def bilinear_at(scores: np.ndarray, rows: np.ndarray, cols: np.ndarray, size: int) -> np.ndarray:
-    """(C, K) float32: `scores` (C, H, W) resized to (size, size) as `pixel_scores_at` does
-    (F.interpolate, bilinear, align_corners=False), read only at output pixels (rows, cols) (K,)."""
-    scores = np.asarray(scores, dtype=np.float32)
-    height, width = scores.shape[1:]
-
-    def axis(index, extent):  # float32 arithmetic, as torch's CPU kernel for float32 input
-        scale = np.float32(extent) / np.float32(size)
-        source = np.maximum(scale * (np.asarray(index, dtype=np.float32) + np.float32(0.5)) - np.float32(0.5), np.float32(0))
-        low = np.minimum(source.astype(np.int64), extent - 1)
-        return low, np.minimum(low + 1, extent - 1), (source - low).astype(np.float32)
-
-    y0, y1, wy = axis(rows, height)
-    x0, x1, wx = axis(cols, width)
-    top = scores[:, y0, x0] * (1 - wx) + scores[:, y0, x1] * wx
-    bottom = scores[:, y1, x0] * (1 - wx) + scores[:, y1, x1] * wx
-    return top * (1 - wy) + bottom * wy
 
 
 def eval_stroke_ids(sketch: Sketch, transform: Transform, eval_size: int) -> np.ndarray:

@@ -62,17 +62,16 @@ def _tally(
     return counts, sums, pixels
 
 
-def _bilinear_at(scores: np.ndarray, rows: np.ndarray, cols: np.ndarray, factor: int) -> np.ndarray:
-    """(C, K) scores (C, H, W) upsampled by `factor`, read at output pixels (rows, cols).
-
-    Same values as torch.nn.functional.interpolate(mode="bilinear", align_corners=False) at
-    size (H * factor, W * factor), computed only where needed.
-    """
+def bilinear_at(scores: np.ndarray, rows: np.ndarray, cols: np.ndarray, size: int) -> np.ndarray:
+    """(C, K) float32: `scores` (C, H, W) resized to (size, size) as `pixel_scores_at` does
+    (F.interpolate, bilinear, align_corners=False), read only at output pixels (rows, cols) (K,)."""
+    scores = np.asarray(scores, dtype=np.float32)
     height, width = scores.shape[1:]
 
-    def axis(index, extent):
-        source = np.maximum((index + 0.5) / factor - 0.5, 0.0)
-        low = np.minimum(np.floor(source).astype(np.int64), extent - 1)
+    def axis(index, extent):  # float32 arithmetic, as torch's CPU kernel for float32 input
+        scale = np.float32(extent) / np.float32(size)
+        source = np.maximum(scale * (np.asarray(index, dtype=np.float32) + np.float32(0.5)) - np.float32(0.5), np.float32(0))
+        low = np.minimum(source.astype(np.int64), extent - 1)
         return low, np.minimum(low + 1, extent - 1), (source - low).astype(np.float32)
 
     y0, y1, wy = axis(rows, height)
@@ -91,7 +90,7 @@ def _hidden_votes(scores, raster, sketch, hidden, factor, line_width, num_stroke
         ids = render_stroke_ids(sketch, transform, strokes=strokes, line_width=width)
         rows, cols = np.nonzero(ids >= 0)
         if scores_at is None:
-            at = _bilinear_at(scores, rows, cols, factor)
+            at = bilinear_at(scores, rows, cols, scores.shape[-1] * factor)
         else:
             at = _as_scores(scores_at(transform, np.asarray(strokes)), transform.size)[:, rows, cols]
         return _tally(ids[rows, cols].astype(np.int64), at, num_strokes)

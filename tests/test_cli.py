@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 import h5py
-import pytest
 from PIL import Image
 
 from sketchkit.cli.app import main

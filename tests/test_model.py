@@ -10,7 +10,6 @@ import torch
 
 from sketchkit.errors import WeightsError
 from sketchkit.model.adapter import load_adapter, save_adapter
-from sketchkit.model.encoder import SketchCLIP
 from sketchkit.model.factory import create_encoder
 
 

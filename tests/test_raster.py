@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 
 import numpy as np
@@ -19,31 +18,13 @@ from sketchkit.raster import (
     render_rgb,
     render_stroke_ids,
 )
+from sketchkit.io import read_sketch
 from sketchkit.types import Sketch, Transform
 
 
 def make_sketch(*strokes, width=100.0, height=100.0, **kwargs) -> Sketch:
     arrays = tuple(np.asarray(s, dtype=np.float64).reshape(-1, 2) for s in strokes)
     return Sketch(strokes=arrays, width=width, height=height, **kwargs)
-
-
-def read_friss(path) -> Sketch:
-    """The FrISS reader of sketchkit.io when it exists, else a minimal parse of the same format."""
-    try:
-        from sketchkit.io import read_sketch
-    except ImportError:
-        data = json.loads(path.read_text())
-        rows = np.asarray(data["scene_strokes"], dtype=np.float64)
-        points = np.cumsum(rows[:, :2], axis=0)  # first row holds the absolute start
-        ends = np.flatnonzero(rows[:, 2] == 1) + 1  # pen_lift = 1 marks a stroke's last point
-        strokes = [s for s in np.split(points, ends) if len(s)]
-        divisions, names = data["object_divisions"], data["gt_class_names"]
-        labels = [None] * len(strokes)
-        for name, start, stop in zip(names, divisions[:-1], divisions[1:]):
-            labels[start:stop] = [name] * (stop - start)
-        width, height = float(data["img_w"]), float(data["img_h"])
-        return Sketch(tuple(strokes), width, height, labels=tuple(labels[: len(strokes)]), source=str(path))
-    return read_sketch(path)
 
 
 def ink_box(mask: np.ndarray) -> tuple[int, int, int, int]:
@@ -124,7 +105,7 @@ def test_degenerate_boxes_fit_and_draw(strokes):
 
 
 def test_resized_transform_keeps_the_framing_at_512(friss_test_files):
-    sketch = read_friss(friss_test_files[0])
+    sketch = read_sketch(friss_test_files[0])
     small = rasterize(sketch, 224)
     large = rasterize(sketch, transform=small.transform.resized(512))
     assert large.image.shape == large.stroke_ids.shape == (512, 512)
@@ -211,7 +192,7 @@ def test_thin_lines_still_own_pixels_in_every_direction():
 
 
 def test_image_is_anti_aliased_grey_and_matches_the_id_map(friss_test_files):
-    sketch = read_friss(friss_test_files[1])
+    sketch = read_sketch(friss_test_files[1])
     raster = rasterize(sketch)
     image, ink = raster.image, raster.ink
     assert image.dtype == np.float32 and image.shape == (224, 224)
@@ -365,7 +346,7 @@ def test_friss_test_split_rasterizes_and_hidden_strokes_are_drawn_alone(friss_te
     assert len(friss_test_files) == 500
     hidden_total = 0
     for path in friss_test_files:
-        sketch = read_friss(path)
+        sketch = read_sketch(path)
         raster = rasterize(sketch)
         owned = np.bincount(raster.stroke_ids[raster.ink], minlength=sketch.num_strokes) > 0
         hidden = np.flatnonzero(~owned)

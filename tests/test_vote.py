@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest
@@ -10,8 +9,9 @@ import torch
 
 from sketchkit.errors import InputError
 from sketchkit.raster import rasterize, render_stroke_ids
+from sketchkit.io import read_sketch
 from sketchkit.types import Raster, Sketch, Transform
-from sketchkit.vote import _bilinear_at, pixel_labels, vote_labels, vote_strokes
+from sketchkit.vote import bilinear_at, pixel_labels, vote_labels, vote_strokes
 
 IDENTITY_64 = Transform(scale=1.0, offset_x=0.0, offset_y=0.0, size=64)
 
@@ -19,24 +19,6 @@ IDENTITY_64 = Transform(scale=1.0, offset_x=0.0, offset_y=0.0, size=64)
 def make_sketch(*strokes, **kwargs) -> Sketch:
     arrays = tuple(np.asarray(s, dtype=np.float64).reshape(-1, 2) for s in strokes)
     return Sketch(strokes=arrays, width=64.0, height=64.0, **kwargs)
-
-
-def read_friss(path) -> Sketch:
-    """The FrISS reader of sketchkit.io when it exists, else a minimal parse of the same format."""
-    try:
-        from sketchkit.io import read_sketch
-    except ImportError:
-        data = json.loads(path.read_text())
-        rows = np.asarray(data["scene_strokes"], dtype=np.float64)
-        points = np.cumsum(rows[:, :2], axis=0)  # first row holds the absolute start
-        strokes = [s for s in np.split(points, np.flatnonzero(rows[:, 2] == 1) + 1) if len(s)]
-        divisions, names = data["object_divisions"], data["gt_class_names"]
-        labels = [None] * len(strokes)
-        for name, start, stop in zip(names, divisions[:-1], divisions[1:]):
-            labels[start:stop] = [name] * (stop - start)
-        width, height = float(data["img_w"]), float(data["img_h"])
-        return Sketch(tuple(strokes), width, height, labels=tuple(labels[: len(strokes)]), source=str(path))
-    return read_sketch(path)
 
 
 # ------------------------------------------------------------------------- hand-computed votes
@@ -125,7 +107,7 @@ def test_bilinear_sampling_matches_torch_interpolate():
             torch.from_numpy(scores)[None], scale_factor=factor, mode="bilinear", align_corners=False
         )[0].numpy()
         rows, cols = np.indices((7 * factor, 7 * factor)).reshape(2, -1)
-        got = _bilinear_at(scores, rows, cols, factor).reshape(3, 7 * factor, 7 * factor)
+        got = bilinear_at(scores, rows, cols, 7 * factor).reshape(3, 7 * factor, 7 * factor)
         np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
@@ -195,7 +177,7 @@ def test_oracle_scores_give_every_visible_stroke_its_label_on_friss(friss_test_f
     """
     visible_total = hidden_total = hidden_right = 0
     for path in friss_test_files:
-        sketch = read_friss(path)
+        sketch = read_sketch(path)
         names = sketch.label_names()
         truth = np.array([names.index(label) for label in sketch.labels])
         raster = rasterize(sketch)
