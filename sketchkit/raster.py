@@ -58,18 +58,23 @@ def default_line_width(size: int) -> float:
 # ----------------------------------------------------------------------------------------- checks
 
 
-def _check_sketch(sketch: Sketch) -> None:
-    """Raise InputError for a sketch that cannot be drawn (no strokes, bad shapes, non-finite)."""
+def _check_sketch(sketch: Sketch, chosen=None) -> None:
+    """Raise InputError for a sketch that cannot be drawn (no strokes, bad shapes, non-finite).
+
+    `chosen` (stroke indices) limits the per-stroke checks to the strokes about to be drawn, so that
+    drawing a few strokes of a huge scene many times does not re-check every stroke each time."""
     if sketch.num_strokes == 0:
         raise InputError("sketch has no strokes", sketch.source)
     if sketch.num_strokes > MAX_STROKES:
         raise InputError(f"sketch has {sketch.num_strokes} strokes; at most {MAX_STROKES} can be drawn", sketch.source)
-    for index, stroke in enumerate(sketch.strokes):
+    indices = range(sketch.num_strokes) if chosen is None else [int(i) for i in chosen]
+    strokes = [sketch.strokes[i] for i in indices]
+    for index, stroke in zip(indices, strokes):
         if stroke.ndim != 2 or stroke.shape[1] != 2 or stroke.shape[0] < 1:
             raise InputError(f"stroke {index} has shape {stroke.shape}, expected (P >= 1, 2)", sketch.source)
-    points = np.concatenate(sketch.strokes, axis=0)
+    points = np.concatenate(strokes, axis=0) if strokes else np.zeros((0, 2))
     if not np.isfinite(points).all():
-        bad = next(i for i, s in enumerate(sketch.strokes) if not np.isfinite(s).all())
+        bad = next(i for i, s in zip(indices, strokes) if not np.isfinite(s).all())
         raise InputError(f"stroke {bad} has non-finite coordinates", sketch.source)
     if sketch.stroke_widths is not None:
         widths = np.asarray(sketch.stroke_widths, dtype=np.float64)
@@ -400,7 +405,6 @@ def render_stroke_ids(
     `use_source_widths` defaults to True for bitmap sketches (pseudo-strokes) and False otherwise.
     No masking to bitmap ink is done here.
     """
-    _check_sketch(sketch)
     _check_transform(transform)
     if use_source_widths is None:
         use_source_widths = sketch.image is not None
@@ -410,6 +414,7 @@ def render_stroke_ids(
         chosen = np.unique(np.asarray(strokes, dtype=np.int64).reshape(-1))
         if chosen.size and (chosen[0] < 0 or chosen[-1] >= sketch.num_strokes):
             raise InputError(f"stroke indices must lie in [0, {sketch.num_strokes}), got {chosen[0]}..{chosen[-1]}")
+    _check_sketch(sketch, None if strokes is None else chosen)
     if chosen.size == 0:
         return np.full((transform.size, transform.size), -1, dtype=np.int32)
     paths = _build_paths(sketch, transform, chosen)

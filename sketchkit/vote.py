@@ -8,7 +8,8 @@ A stroke without a vote at raster size (it owns no pixel, being covered by later
 all its pixels abstain) is drawn alone at `hidden_scale` times the raster size with the same
 framing, and votes at its own pixels there with the scores bilinearly upsampled to that size
 (as torch.nn.functional.interpolate, align_corners=False). It never takes a neighbour's label: a stroke with no pixel even then (outside the
-frame) votes with the scores of the raster pixels nearest to its own points.
+frame), or beyond the first MAX_SOLO_REDRAWS strokes that still need a re-draw of their own,
+votes with the scores of the raster pixels nearest to its own points.
 """
 
 from __future__ import annotations
@@ -18,6 +19,11 @@ import numpy as np
 from sketchkit.errors import InputError
 from sketchkit.raster import render_stroke_ids
 from sketchkit.types import Raster, Sketch, StrokeVotes
+
+
+MAX_SOLO_REDRAWS = 256
+"""Most hidden strokes re-drawn one at a time (each a full render at hidden_scale x the raster
+size); any further ones vote with the scores of the raster pixels nearest to their points."""
 
 
 def _as_scores(scores, size: int) -> np.ndarray:
@@ -96,8 +102,9 @@ def _hidden_votes(scores, raster, sketch, hidden, factor, line_width, num_stroke
         return _tally(ids[rows, cols].astype(np.int64), at, num_strokes)
 
     counts, sums, pixels = tally(hidden)
-    # hidden strokes covering one another: draw each remaining one on its own (a handful)
-    for stroke in hidden[(counts[hidden].sum(axis=1) == 0)]:
+    # hidden strokes covering one another: draw each remaining one on its own (usually a handful;
+    # at most MAX_SOLO_REDRAWS, so a scene of 10^5 piled-up strokes stays seconds, not minutes)
+    for stroke in hidden[(counts[hidden].sum(axis=1) == 0)][:MAX_SOLO_REDRAWS]:
         c, s, p = tally([stroke])
         counts[stroke], sums[stroke], pixels[stroke] = c[stroke], s[stroke], p[stroke]
     return counts, sums, pixels
