@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -32,7 +33,8 @@ def parse_formats(spec: str) -> list[str]:
 def output_paths(inputs: Sequence[Path], out: Path, formats: Sequence[str]) -> dict[Path, list[Path]]:
     """Map each input to its output files: `out/<path relative to the inputs' common folder>.<fmt>`.
 
-    A single input with `out` carrying a known suffix writes exactly that file.
+    A single input with `out` carrying a known suffix writes exactly that file. Inputs that differ
+    only in their suffix (scene.svg, scene.json) keep it: `out/scene.svg.<fmt>`, `out/scene.json.<fmt>`.
     """
     if len(inputs) == 1 and out.suffix.lower() in FORMAT_SUFFIX.values():
         fmt_of = {v: k for k, v in FORMAT_SUFFIX.items()}
@@ -40,9 +42,12 @@ def output_paths(inputs: Sequence[Path], out: Path, formats: Sequence[str]) -> d
         return {inputs[0]: [out] + [out.with_suffix(FORMAT_SUFFIX[f]) for f in others if fmt_of[out.suffix.lower()] != f]}
     resolved = [p.resolve() for p in inputs]
     root = Path(os.path.commonpath([p.parent for p in resolved])) if resolved else Path.cwd()
+    stems = Counter(p.relative_to(root).with_suffix("") for p in set(resolved))
     mapping = {}
     for original, path in zip(inputs, resolved):
         relative = path.relative_to(root).with_suffix("")
+        if stems[relative] > 1:  # scene.svg and scene.json side by side: keep the suffix (scene.svg.json)
+            relative = path.relative_to(root)
         mapping[original] = [out / relative.parent / (relative.name + FORMAT_SUFFIX[f]) for f in formats]
     return mapping
 
