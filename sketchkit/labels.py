@@ -179,7 +179,30 @@ def build_vocabulary(class_list_paths: Iterable[str | Path], mapping_paths: Iter
 
 @lru_cache(maxsize=1)
 def _inflect():
-    import inflect  # slow to import (about a second): only when a plural has to be resolved
+    """inflect's engine, imported on first use.
+
+    inflect decorates its methods with typeguard's @typechecked, which re-parses and recompiles
+    inflect's whole source once per method at import: about 2 s of every cold `sketchkit` run that
+    reads a FrISS scene (its caption is written from the instance names). We call inflect only with
+    str/int arguments, so its import runs with @typechecked as the identity (the methods are the
+    same, minus the argument type checks); typeguard is restored right after.
+    """
+    import sys
+
+    if "inflect" not in sys.modules:
+        try:
+            import typeguard
+        except ImportError:  # a future inflect without typeguard
+            typeguard = None
+        original = getattr(typeguard, "typechecked", None)
+        if original is not None:
+            typeguard.typechecked = lambda target=None, **_: target if target is not None else (lambda t: t)
+        try:
+            import inflect
+        finally:
+            if original is not None:
+                typeguard.typechecked = original
+    import inflect
 
     return inflect.engine()
 
