@@ -786,3 +786,13 @@ def test_friss_json_to_labelled_svg_and_back_keeps_every_stroke_and_label(tmp_pa
         assert back.instance_ids.tolist() == original.instance_ids.tolist(), path.name
         for got, want in zip(back.strokes, original.strokes):
             np.testing.assert_array_equal(got if len(want) > 1 else got[:1], want)
+
+
+@pytest.mark.parametrize("name, text", [
+    ("big.svg", '<svg xmlns="http://www.w3.org/2000/svg" width="1e30" height="10"><path d="M 0 0 L 5 5"/></svg>'),
+    ("big.json", json.dumps({"img_w": 1e30, "img_h": 100, "scene_strokes": [[0, 0, 0], [5, 5, 1]]})),
+])
+def test_astronomical_canvas_is_refused(tmp_path, name, text):
+    (tmp_path / name).write_text(text)
+    with pytest.raises(InputError, match="canvas size 1e\\+30"):
+        read_sketch(tmp_path / name)

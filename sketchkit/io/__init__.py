@@ -166,6 +166,7 @@ def read_sketch(path: str | os.PathLike, *, caption: str | None = None) -> Sketc
             raise InputError("no drawing found (every line is blank)", path)
     else:
         sketch = _read_file(path)
+    limits.check_canvas(sketch.width, sketch.height, path)
     if caption is not None:
         found = " ".join(caption.split()) or None
     else:

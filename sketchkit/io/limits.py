@@ -8,6 +8,7 @@ any pixel is decoded.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -96,6 +97,13 @@ def check_coordinates(points, path, what: str = "the sketch") -> None:
     if largest > MAX_COORDINATE:
         raise InputError(f"{what} has a coordinate of {largest:.3g}, beyond the +-{MAX_COORDINATE:.0e} "
                          "sketchkit accepts", path)
+
+
+def check_canvas(width: float, height: float, path) -> None:
+    """InputError unless the canvas size is finite, positive and within MAX_COORDINATE (a canvas of
+    1e30 units would shrink the strokes drawn in it to nothing)."""
+    if not all(math.isfinite(v) and 0 < v <= MAX_COORDINATE for v in (width, height)):
+        raise InputError(f"canvas size {width:.3g} x {height:.3g} is not within (0, {MAX_COORDINATE:.0e}] units", path)
 
 
 def check_total_points(count: int, path) -> None:
