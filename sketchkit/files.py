@@ -126,8 +126,10 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        os.chmod(tmp, _default_file_mode())  # mkstemp makes 0600; give the usual permissions
         yield tmp
+        # mkstemp makes 0600, and some writers (safetensors) replace the file with a 0600 one of
+        # their own: give the result the permissions a plain open() would
+        os.chmod(tmp, _default_file_mode())
         _fsync_file(tmp)
         _publish(tmp, target, overwrite)
     except BaseException:

@@ -97,6 +97,23 @@ def test_new_file_gets_umask_permissions_not_0600(tmp_path):
     assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask
 
 
+def test_safetensors_and_hdf5_outputs_get_umask_permissions(tmp_path):
+    """safetensors writes its own 0600 file: atomic_path still publishes it with the usual mode."""
+    import h5py
+    import torch
+    from safetensors.torch import save_file
+
+    umask = os.umask(0o022)
+    os.umask(umask)
+    with atomic_path(tmp_path / "a.safetensors") as tmp:
+        save_file({"w": torch.ones(2)}, str(tmp))
+    with atomic_path(tmp_path / "b.h5") as tmp:
+        with h5py.File(tmp, "w") as f:
+            f["x"] = [1]
+    for name in ("a.safetensors", "b.h5"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~umask, name
+
+
 def test_bad_targets_are_usage_errors(tmp_path):
     with pytest.raises(UsageError, match="is a directory"):
         atomic_write_text(tmp_path, "x")
