@@ -145,6 +145,11 @@ def test_weights_file_and_env_load(tiny_weights, tiny_encoder, monkeypatch):
     loaded = create_encoder("tiny-random", weights=tiny_weights)
     assert loaded.fingerprint == tiny_encoder.fingerprint
     assert str(tiny_weights) in loaded.weights_source
+    # built without open_clip's random init (the file overwrites it): same outputs, causal mask included
+    x = images()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.clip.encode_image(x), tiny_encoder.clip.encode_image(x))
+        torch.testing.assert_close(loaded.encode_text(["tree", "a house"]), tiny_encoder.encode_text(["tree", "a house"]))
     monkeypatch.setenv("SKETCHKIT_WEIGHTS", str(tiny_weights))
     assert "SKETCHKIT_WEIGHTS" in create_encoder("tiny-random").weights_source
 

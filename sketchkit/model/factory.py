@@ -7,12 +7,14 @@ registered with open_clip once, so the tiny model runs exactly the ViT-B/16 code
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import fields
 from functools import lru_cache
 from pathlib import Path
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 from ..errors import UsageError, WeightsError
 from .encoder import BackboneConfig, SketchCLIP
@@ -48,6 +50,23 @@ def _register_open_clip_configs() -> None:
     open_clip.add_model_config(CONFIG_DIR / "open_clip")
 
 
+class _SkipRandomFill(TorchFunctionMode):
+    """Skip the random fills (`torch.nn.init.*`, `Tensor.uniform_` / `normal_`)
+    while a model whose weights are about to be loaded is built: open_clip's random init of ViT-B/16
+    costs about 1.3 s of every cold start and is overwritten at once. Only for a model that then
+    loads a complete state dict (load_backbone_weights requires every key); the values left are
+    uninitialised memory until then. Non-persistent buffers (the causal mask) are not random fills
+    and are built as usual."""
+
+    _SKIPPED = {torch.Tensor.uniform_, torch.Tensor.normal_}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        # nn.init functions dispatch here as themselves (their inner fills then run without the mode)
+        if func in self._SKIPPED or getattr(func, "__module__", None) == "torch.nn.init":
+            return args[0] if args else (kwargs or {}).get("tensor")
+        return func(*args, **(kwargs or {}))
+
+
 def is_random(config: BackboneConfig) -> bool:
     return config.pretrained is None
 
@@ -74,12 +93,14 @@ def create_encoder(
         path, source = None, "random weights (random_init)"
     else:
         path, source = resolve_weights(config.clip_model, config.pretrained, weights, config.name)
+    state = read_state_dict(path) if path is not None else None
     with torch.random.fork_rng(devices=[]), quiet_logs():
         torch.manual_seed(config.seed)
-        clip = open_clip.create_model(config.clip_model, pretrained=None)
+        with _SkipRandomFill() if state is not None else contextlib.nullcontext():
+            clip = open_clip.create_model(config.clip_model, pretrained=None)
         model = SketchCLIP(clip, config, vv_impl=vv_impl)
-    if path is not None:
-        load_backbone_weights(clip, read_state_dict(path), path)
+    if state is not None:
+        load_backbone_weights(clip, state, path)
     model.weights_source = source
     model.fingerprint = fingerprint(clip.state_dict())
     return model.eval().to(device)
