@@ -384,3 +384,27 @@ def test_segmenters_built_with_compile_run_the_compiled_encoder():
     plain = build_model(ModelSpec("clip-surgery", "tiny-random", device="cpu"))
     compiled = build_model(ModelSpec("clip-surgery", "tiny-random", device="cpu", compile=True))
     assert is_compiled(compiled.encoder) and not is_compiled(plain.encoder)
+
+
+def test_a_short_last_batch_reuses_the_compiled_graph(friss_test_files):
+    from sketchkit.io import read_sketch
+    from sketchkit.model.factory import create_encoder
+    from sketchkit.model.zoo import ClipSegmenter
+    from sketchkit.raster import rasterize
+
+    graphs = []
+
+    def counting_backend(graph, example_inputs):  # records each graph dynamo hands over, runs it as is
+        graphs.append(example_inputs)
+        return graph.forward
+
+    rasters = [rasterize(read_sketch(path)) for path in friss_test_files[:3]]
+    eager = ClipSegmenter(create_encoder("tiny-random"), "clip-surgery")
+    compiled = ClipSegmenter(compile_encoder(create_encoder("tiny-random"), backend=counting_backend), "clip-surgery")
+    compiled.encode(rasters[:2])
+    short = compiled.encode(rasters[2:])  # one sketch: padded to the compiled batch of 2, no second graph
+    assert len(graphs) == 1 and len(short) == 1
+    (scene, patches), = short
+    (want_scene, want_patches), = eager.encode(rasters[2:])
+    torch.testing.assert_close(scene, want_scene, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(patches, want_patches, atol=1e-5, rtol=1e-4)

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from ..errors import InputError, UsageError
 from ..labels import PROMPT_ENSEMBLE, prompt_for
 from ..types import Raster, Sketch
+from .compile import is_compiled
 from .encoder import SketchCLIP, images_to_tensor
 
 MODEL_NAMES = ("sketchkit", "clip-surgery", "clip", "oracle")
@@ -86,6 +87,7 @@ class ClipSegmenter:
         self.templates = PROMPT_ENSEMBLE if (mode == "clip-surgery" if ensemble is None else ensemble) else (PROMPT_ENSEMBLE[0],)
         self.autocast = self.device.type == "cuda"
         self._text_cache: dict[str, torch.Tensor] = {}
+        self._compiled_batches: set[int] = set()  # batch sizes a compiled encoder has a graph for
         source = encoder.weights_source.replace("random weights", "RANDOM WEIGHTS")
         self.description = f"{mode} on {encoder.config.name} ({source})"
 
@@ -105,10 +107,19 @@ class ClipSegmenter:
     def encode(self, rasters: list[Raster], sketches: list[Sketch] | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Rasters (224 px) -> per sketch (scene (E,), patches (P, E)), both L2-normalised."""
         images = images_to_tensor(np.stack([r.image for r in rasters]), device=self.device)
+        count = len(rasters)
+        if is_compiled(self.encoder):
+            # a compiled encoder compiles once per batch size (seconds to a minute): a short batch (the last
+            # of a run) is padded to the smallest size already compiled that holds it
+            padded = min((b for b in self._compiled_batches if b >= count), default=count)
+            self._compiled_batches.add(padded)
+            if padded > count:
+                images = torch.cat([images, images.new_zeros(padded - count, *images.shape[1:])])
         with torch.no_grad(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
             out = self.encoder.forward_features(images, dual=self.dual, prompts=self.mode == "sketchkit")
         self.grid = out.grid
-        return list(zip(F.normalize(out.scene.float(), dim=-1), F.normalize(out.patches.float(), dim=-1)))
+        scene, patches = out.scene[:count].float(), out.patches[:count].float()
+        return list(zip(F.normalize(scene, dim=-1), F.normalize(patches, dim=-1)))
 
     def patch_similarity(self, features: tuple[torch.Tensor, torch.Tensor], labels: list[str]) -> torch.Tensor:
         """One sketch's (scene, patches) x C labels -> (C, gh, gw) similarity."""
