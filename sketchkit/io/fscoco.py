@@ -29,8 +29,8 @@ from sketchkit.types import Sketch
 NPY_MAGIC = b"\x93NUMPY"
 
 
-def _header(data: bytes, path) -> tuple[tuple[int, ...], np.dtype]:
-    """(shape, dtype) from the .npy header; InputError for a broken or unsupported header."""
+def read_npy_header(data: bytes, path) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) from a .npy header, nothing loaded; InputError for a broken or unsupported header."""
     stream = io.BytesIO(data)
     fmt = np.lib.format
     try:
@@ -44,6 +44,12 @@ def _header(data: bytes, path) -> tuple[tuple[int, ...], np.dtype]:
     except (ValueError, TypeError, OSError, EOFError, SyntaxError, OverflowError) as exc:
         raise InputError(f"not a valid .npy file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})",
                          path) from None
+    return shape, dtype
+
+
+def _header(data: bytes, path) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) of an FS-COCO vector .npy: a plain numeric (N, 3) array the file can hold."""
+    shape, dtype = read_npy_header(data, path)
     if dtype.hasobject:
         raise InputError("the .npy array holds Python objects, which can only be loaded with pickle; "
                          "sketchkit refuses to unpickle files (save a plain numeric (N, 3) array)", path)

@@ -57,6 +57,7 @@ import numpy as np
 
 from sketchkit.errors import InputError, UsageError
 from sketchkit.io import read_caption_file
+from sketchkit.io.fscoco import read_npy_header
 from sketchkit.io.limits import read_bytes_limited
 from sketchkit.io.strokes_json import build_sketch, split_at_lifts
 from sketchkit.types import Sketch
@@ -71,8 +72,6 @@ LABEL_KEYS = ("stroke_labels", "labels", "stroke_classes")
 CLASS_KEYS = ("class_names", "categories", "all_classes")
 POINT_KEYS = ("points", "stroke", "coords", "xy")
 ITEM_LABEL_KEYS = ("label", "class", "category", "name")
-
-_NPY_MAGIC = b"\x93NUMPY"
 
 
 # ------------------------------------------------------------------------------------------ layout
@@ -122,16 +121,7 @@ def _layout_root(npy_path: Path) -> tuple[Path, Path]:
 def _load_npy(path: Path, allow_pickle: bool) -> object:
     """np.load of the file; object arrays only with allow_pickle (InputError naming the flag)."""
     data = read_bytes_limited(path)
-    if not data.startswith(_NPY_MAGIC):
-        raise InputError("not a .npy file (no NumPy header)", path)
-    stream = io.BytesIO(data)
-    try:
-        version = np.lib.format.read_magic(stream)
-        reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        _, _, dtype = reader(stream)
-    except (ValueError, TypeError, SyntaxError, EOFError, OverflowError) as exc:
-        raise InputError(f"not a valid .npy file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})",
-                         path) from None
+    _, dtype = read_npy_header(data, path)
     if dtype.hasobject and not allow_pickle:
         raise InputError("the .npy holds Python objects, which numpy loads by unpickling (that can run code "
                          "from the file); pass --allow-pickle if you trust this data", path)
