@@ -80,7 +80,7 @@ def bench(
 
     report = run_bench(options, on_progress=note)
     if json_out is not None:
-        write_json(report, json_out)
+        write_json(report, json_out, overwrite=overwrite)
     if quiet:
         if json_out is not None:
             stdout.print(str(json_out), highlight=False, soft_wrap=True)
@@ -105,9 +105,6 @@ def render(report) -> None:
     from sketchkit.bench import VIT_B16_GFLOP
 
     out = stdout if stdout.is_terminal else Console(width=PIPED_WIDTH)
-
-    def show(table: Table) -> None:
-        out.print(table)
 
     env = report.environment
     random_note = " — [yellow]RANDOM WEIGHTS[/yellow]" if "random" in env.weights else ""
@@ -136,7 +133,7 @@ def render(report) -> None:
                           _num(row.eager_vs_sdpa1, ".2f", "x"), _num(row.sdpa2_vs_sdpa1, ".2f", "x"),
                           _num(row.fused_vs_sdpa1, ".2f", "x"), _num(row.eager_vs_fused, ".2f", "x"),
                           _num(row.fused_max_error, ".1e"))
-        show(table)
+        out.print(table)
     if report.encoder:
         ceiling = report.ceiling
         caption = (f"matmul ceiling: {ceiling.gflops:.0f} GFLOP/s ({ceiling.dtype} {ceiling.size}x{ceiling.size}, "
@@ -149,7 +146,7 @@ def render(report) -> None:
                           _num(row.images_per_s, ".2f"), _num(row.gflops, ".0f"),
                           _num(row.ceiling_fraction and row.ceiling_fraction * 100, ".0f", "%"),
                           _num(row.peak_memory_mb, ".0f"), _num(row.compile_s, ".1f"), row.note)
-        show(table)
+        out.print(table)
     if report.pipeline:
         stages = list(dict.fromkeys(k for row in report.pipeline for k in row.stages))
         table = Table(title=f"3. segment pipeline (read -> raster -> encode -> score -> vote -> write) on "
@@ -161,7 +158,7 @@ def render(report) -> None:
             table.add_row(row.mode, str(row.batch_size), str(row.sketches), _num(row.sketches_per_s, ".2f"),
                           _num(row.seconds_per_sketch), *(_num(row.stages.get(k) and row.stages[k] * 1e3, ".1f") for k in stages),
                           _num(row.peak_memory_mb, ".0f"))
-        show(table)
+        out.print(table)
     if report.startup:
         start = report.startup
         table = Table(title="4. cold start", caption=start.note or None)
@@ -170,7 +167,7 @@ def render(report) -> None:
         table.add_row("import sketchkit.cli.app (fresh process)", _num(start.cli_import_s, ".2f"))
         table.add_row(start.command + " (fresh process)", _num(start.cold_segment_s, ".2f"))
         table.add_row(f"build {start.model} (in this process)", _num(start.model_build_s, ".2f"))
-        show(table)
+        out.print(table)
     if report.goals:
         table = Table(title="5. goals")
         for column in ("goal", "target", "measured", "met", "note"):
@@ -179,4 +176,4 @@ def render(report) -> None:
             met = NA if goal.met is None else ("[green]yes[/green]" if goal.met else "[red]no[/red]")
             unit = f" {goal.unit}" if goal.unit and goal.unit != "x" else goal.unit
             table.add_row(goal.name, goal.target + unit, _num(goal.measured, ".3f", unit), met, goal.note)
-        show(table)
+        out.print(table)

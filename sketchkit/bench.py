@@ -826,8 +826,8 @@ def _cpu_name() -> str:
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
 
 
-def write_json(report: BenchReport, path: str | os.PathLike) -> Path:
-    """Write the report as JSON, atomically."""
+def write_json(report: BenchReport, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Write the report as JSON, atomically (an existing file only with `overwrite`)."""
     from .files import atomic_write_text
 
-    return atomic_write_text(path, report.to_json() + "\n", overwrite=True)
+    return atomic_write_text(path, report.to_json() + "\n", overwrite=overwrite)
