@@ -126,10 +126,9 @@ def evaluate(
     if plots is not None and plots.exists() and not plots.is_dir():
         raise UsageError(f"--plots {plots} is a file; give a folder")
     if plots is not None and plots.is_dir() and not predictions:
-        from sketchkit.plots import plot_paths
+        from sketchkit.plots import check_plot_paths
 
-        for path in plot_paths(plots, [m.strip() for m in (model or "oracle").split(",") if m.strip()]):
-            check_output_path(path, overwrite=overwrite)
+        check_plot_paths(plots, [m.strip() for m in (model or "oracle").split(",") if m.strip()], overwrite)
 
     if vocab is None or vocab == "per-sketch":
         vocabulary = Vocabulary(mapping=load_mapping(name_map) if name_map else {}) if (vocab or name_map) else None

@@ -52,11 +52,10 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from . import __version__
 from .errors import InputError, UsageError
+from .labels import load_mapping
 from .metrics import Evaluator
 from .predictor import BACKGROUND, MODEL_SIZE, finish
 from .raster import rasterize
@@ -149,19 +148,6 @@ class Vocabulary:
         if not isinstance(mapping, dict) or not (names == "per-sketch" or isinstance(names, list)):
             raise InputError("malformed eval_vocab / eval_name_map attribute", path)
         return cls(None if names == "per-sketch" else [str(n) for n in names], {str(k): str(v) for k, v in mapping.items()})
-
-
-def load_mapping(path: Path) -> dict[str, str]:
-    """A JSON object name->name, or one nested one level (FrISS's {"friss_to_qd": {...}})."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"cannot read name mapping: {exc}", path) from None
-    if isinstance(data, dict) and len(data) == 1 and isinstance(next(iter(data.values())), dict):
-        data = next(iter(data.values()))
-    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
-        raise InputError("name mapping must be a JSON object of name -> name", path)
-    return data
 
 
 def _text(value) -> str:
@@ -287,14 +273,6 @@ def ground_truth_classes(sketch: Sketch, vocab: Vocabulary, names: list[str]) ->
     return np.array([index.get(n, -1) if n is not None else -1 for n in mapped], dtype=np.int64)
 
 
-def pixel_scores_at(scores: np.ndarray, size: int) -> np.ndarray:
-    """(C, 224, 224) -> (C, size, size) bilinear (align_corners=False), as the reference scores."""
-    if scores.shape[-1] == size:
-        return scores
-    t = torch.from_numpy(np.ascontiguousarray(scores, dtype=np.float32))[None]
-    return F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False)[0].numpy()
-
-
 def eval_stroke_ids(sketch: Sketch, transform: Transform, eval_size: int) -> np.ndarray:
     """(E, E) int32 stroke id per pixel (-1 = no ink) of the sketch drawn at `eval_size` with the
     framing of `transform` (the model raster's): the ink the pixel metrics count."""
@@ -321,26 +299,6 @@ def eval_pixel_labels(result: SegmentResult, ids: np.ndarray, *, model=None, fea
         at = bilinear_at(result.scores, rows, cols, size)
     out[ink] = at.argmax(axis=0)
     return out
-
-
-def score_prediction(result: SegmentResult, vocab: Vocabulary, global_names: list[str], eval_size: int, *,
-                     model=None, features=None) -> dict:
-    """Map one prediction and its ground truth into the global class space at `eval_size`.
-
-    Returns pred/true pixel maps (eval_size^2, -1 = not evaluated) and pred/true stroke arrays.
-    """
-    ids = eval_stroke_ids(result.sketch, result.raster.transform, eval_size)
-    local = eval_pixel_labels(result, ids, model=model, features=features)
-    index = {n: i for i, n in enumerate(global_names)}
-    lookup = np.array([index.get(n, -1) for n in result.labels] + [-1], dtype=np.int64)
-    true_strokes = ground_truth_classes(result.sketch, vocab, global_names)
-    ink = ids >= 0
-    return dict(
-        pred_pixels=np.where(ink, lookup[local], -1),
-        true_pixels=np.where(ink, true_strokes[np.clip(ids, 0, None)], -1),
-        pred_strokes=lookup[result.votes.labels],
-        true_strokes=true_strokes,
-    )
 
 
 def _add_scored(result: ModelResult, sketch: Sketch, labels: Sequence[str], stroke_labels: np.ndarray,
@@ -707,9 +665,9 @@ def load_eval_sketches(
     from .io.fscoco_seg import find_fscoco_seg, is_fscoco_seg_layout, iter_fscoco_seg
 
     data = Path(data)
-    if is_fscoco_seg_layout(data) or (split is not None and is_fscoco_seg_layout(data / split)):
-        files = find_fscoco_seg(data, split=split if split is not None and is_fscoco_seg_layout(data / split) else None,
-                                limit=limit)
+    seg_split = split if split is not None and is_fscoco_seg_layout(data / split) else None
+    if seg_split is not None or is_fscoco_seg_layout(data):
+        files = find_fscoco_seg(data, split=seg_split, limit=limit)
         items, layout = iter_fscoco_seg(files, allow_pickle=allow_pickle), "fscoco-seg"
     else:
         files = find_sketches(data, split=split, limit=limit)
@@ -740,6 +698,6 @@ def best_models(report: dict, protocol: str, key: str) -> set[str]:
 
 
 __all__ = ["DEFAULT_EVAL_SIZE", "EvalReport", "ModelResult", "PredictionRecord", "PredictionWriter", "Vocabulary",
-           "best_models", "bilinear_at", "dataset_fingerprint", "eval_pixel_labels", "eval_stroke_ids", "evaluate",
-           "find_prediction_files", "ground_truth_classes", "load_eval_sketches", "load_mapping", "pixel_scores_at",
-           "prediction_paths", "report_csv", "rescore", "score_prediction", "weights_tag"]
+           "best_models", "dataset_fingerprint", "eval_pixel_labels", "eval_stroke_ids", "evaluate",
+           "find_prediction_files", "ground_truth_classes", "load_eval_sketches", "load_mapping",
+           "prediction_paths", "report_csv", "rescore", "weights_tag"]

@@ -147,6 +147,19 @@ def load_vocabulary(path: str | Path | None = None) -> list[str]:
     return read_names(path)
 
 
+def load_mapping(path: Path) -> dict[str, str]:
+    """A JSON object name->name, or one nested one level (FrISS's {"friss_to_qd": {...}})."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"cannot read name mapping: {exc}", path) from None
+    if isinstance(data, dict) and len(data) == 1 and isinstance(next(iter(data.values())), dict):
+        data = next(iter(data.values()))
+    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
+        raise InputError("name mapping must be a JSON object of name -> name", path)
+    return data
+
+
 @lru_cache(maxsize=1)
 def _bundled_vocabulary() -> tuple[str, ...]:
     resource = resources.files("sketchkit").joinpath(VOCAB_RESOURCE)
@@ -162,15 +175,8 @@ def build_vocabulary(class_list_paths: Iterable[str | Path], mapping_paths: Iter
     for path in class_list_paths:
         names += read_names(path)
     for path in mapping_paths:
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InputError(f"cannot read name mapping: {exc}", path) from None
-        if isinstance(data, dict) and len(data) == 1 and isinstance(next(iter(data.values())), dict):
-            data = next(iter(data.values()))
-        if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
-            raise InputError("name mapping must be a JSON object of name -> name", path)
-        names += [*data.keys(), *data.values()]
+        mapping = load_mapping(path)
+        names += [*mapping.keys(), *mapping.values()]
     return sorted(set(_clean(n.lower() for n in names)))
 
 
@@ -189,21 +195,18 @@ def _inflect():
     """
     import sys
 
-    if "inflect" not in sys.modules:
-        try:
-            import typeguard
-        except ImportError:  # a future inflect without typeguard
-            typeguard = None
-        original = getattr(typeguard, "typechecked", None)
+    try:
+        import typeguard
+    except ImportError:  # a future inflect without typeguard
+        typeguard = None
+    original = getattr(typeguard, "typechecked", None)
+    if original is not None and "inflect" not in sys.modules:
+        typeguard.typechecked = lambda target=None, **_: target if target is not None else (lambda t: t)
+    try:
+        import inflect
+    finally:
         if original is not None:
-            typeguard.typechecked = lambda target=None, **_: target if target is not None else (lambda t: t)
-        try:
-            import inflect
-        finally:
-            if original is not None:
-                typeguard.typechecked = original
-    import inflect
-
+            typeguard.typechecked = original
     return inflect.engine()
 
 

@@ -204,16 +204,21 @@ def plot_paths(folder: str | os.PathLike, model_names: Sequence[str]) -> list[Pa
     return [Path(folder) / f"{file_stem(name)}-{kind}.png" for name in model_names for kind in PLOT_KINDS]
 
 
+def check_plot_paths(folder: str | os.PathLike, model_names: Sequence[str], overwrite: bool = False) -> None:
+    """UsageError when a PNG `save_plots` would write exists and `overwrite` is False."""
+    from .files import check_output_path
+
+    for path in plot_paths(folder, model_names):
+        check_output_path(path, overwrite=overwrite)
+
+
 def save_plots(report, folder: str | os.PathLike, *, top_n: int = TOP_N, max_bars: int = MAX_BARS,
                gallery: int = GALLERY, overwrite: bool = False) -> list[Path]:
     """Write the three PNGs of every model of an `EvalReport` into `folder` (created if needed);
     returns the paths in write order. Existing PNGs are replaced only with `overwrite`."""
-    from .files import check_output_path
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    for path in plot_paths(folder, [m.name for m in report.models]):
-        check_output_path(path, overwrite=overwrite)
+    check_plot_paths(folder, [m.name for m in report.models], overwrite)
     where = f"pixels at {report.eval_size} px"
     written = []
     for model in report.models:

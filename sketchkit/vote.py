@@ -69,8 +69,8 @@ def _tally(
 
 
 def bilinear_at(scores: np.ndarray, rows: np.ndarray, cols: np.ndarray, size: int) -> np.ndarray:
-    """(C, K) float32: `scores` (C, H, W) resized to (size, size) as `pixel_scores_at` does
-    (F.interpolate, bilinear, align_corners=False), read only at output pixels (rows, cols) (K,)."""
+    """(C, K) float32: `scores` (C, H, W) resized to (size, size) as torch.nn.functional.interpolate
+    (bilinear, align_corners=False) does, read only at output pixels (rows, cols) (K,)."""
     scores = np.asarray(scores, dtype=np.float32)
     height, width = scores.shape[1:]
 

@@ -20,8 +20,8 @@ import pytest
 from PIL import Image
 
 from sketchkit.errors import InputError, UsageError
-from sketchkit.evaluate import (Vocabulary, bilinear_at, evaluate, find_prediction_files, load_eval_sketches,
-                                load_mapping, pixel_scores_at, prediction_paths, report_csv, rescore)
+from sketchkit.evaluate import (Vocabulary, evaluate, find_prediction_files, load_eval_sketches, load_mapping,
+                                prediction_paths, report_csv, rescore)
 from sketchkit.io.fscoco_seg import find_fscoco_seg, is_fscoco_seg_layout, read_fscoco_seg
 from sketchkit.model.zoo import OracleModel
 from sketchkit.raster import rasterize
@@ -128,15 +128,6 @@ def test_oracle_is_exact_at_every_resolution(friss_test_files):
         result = evaluate(sketches, [OracleModel()], eval_size=eval_size).to_dict()["results"]["oracle"]
         assert all(v == 100.0 for v in result["per_sketch"].values()), (eval_size, result["per_sketch"])
         assert result["dataset"] == pytest.approx(dict.fromkeys(result["dataset"], 100.0), abs=1e-9)  # fw-IoU: a sum
-
-
-def test_bilinear_at_matches_torch_interpolate():
-    rng = np.random.default_rng(0)
-    scores = rng.normal(size=(3, 224, 224)).astype(np.float32)
-    for size in (512, 300, 224, 100):
-        rows, cols = rng.integers(0, size, 500), rng.integers(0, size, 500)
-        full = pixel_scores_at(scores, size)
-        np.testing.assert_allclose(bilinear_at(scores, rows, cols, size), full[:, rows, cols], atol=1e-4)  # float32 rounding
 
 
 def test_no_labelled_sketch_and_repeated_models_are_refused():

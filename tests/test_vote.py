@@ -111,6 +111,16 @@ def test_bilinear_sampling_matches_torch_interpolate():
         np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
+def test_bilinear_at_any_size_matches_torch_interpolate():
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=(3, 224, 224)).astype(np.float32)
+    for size in (512, 300, 224, 100):
+        rows, cols = rng.integers(0, size, 500), rng.integers(0, size, 500)
+        full = torch.nn.functional.interpolate(torch.from_numpy(scores)[None], size=(size, size), mode="bilinear",
+                                               align_corners=False)[0].numpy()
+        np.testing.assert_allclose(bilinear_at(scores, rows, cols, size), full[:, rows, cols], atol=1e-4)  # float32 rounding
+
+
 # ------------------------------------------------------------------------------- hidden strokes
 
 
