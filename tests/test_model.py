@@ -46,8 +46,10 @@ def test_dual_path_matches_hand_written_formula(tiny_encoder):
     with torch.no_grad():
         got = model.forward_features(x_img, dual=True, prompts=True)
         visual = model.clip.visual
-        x = visual._embeds(x_img)
-        x = torch.cat([x, model.prompts.expand(2, -1, -1)], 1)
+        patches = visual.conv1(x_img).flatten(2).transpose(1, 2)
+        x = torch.cat([visual.class_embedding.expand(2, 1, -1), patches], 1) + visual.positional_embedding
+        # the reference's layout: [class, prompts, patches], prompts normalised by ln_pre with the rest
+        x = visual.ln_pre(torch.cat([x[:, :1], model.prompts.expand(2, -1, -1), x[:, 1:]], 1))
         blocks = visual.transformer.resblocks
         first = len(blocks) - model.config.dual_blocks
         for blk in blocks[:first]:
@@ -55,7 +57,7 @@ def test_dual_path_matches_hand_written_formula(tiny_encoder):
         x_vv = x
         for blk in blocks[first:]:
             x, x_vv = hand_written_dual_block(blk, x, x_vv)
-        want_patches = model.project(x_vv[:, 1:197])
+        want_patches = model.project(x_vv[:, 1 + len(model.prompts):])
         want_scene = model.project(x[:, 0])
     torch.testing.assert_close(got.patches, want_patches, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(got.scene, want_scene, rtol=1e-4, atol=1e-5)

@@ -18,6 +18,7 @@ from ..errors import WeightsError
 from .encoder import SketchCLIP
 
 ADAPTER_KEY = "sketchkit_adapter"
+ADAPTER_FORMAT = 2  # 2: prompts enter before ln_pre, after the class token (the reference's form)
 
 
 def adapter_state(model: SketchCLIP) -> dict[str, torch.Tensor]:
@@ -33,6 +34,7 @@ def save_adapter(model: SketchCLIP, path: str | Path, extra: dict | None = None)
 
     path = Path(path)
     config = {
+        "adapter_format": ADAPTER_FORMAT,
         "sketchkit_version": __version__,
         "backbone": model.config.name,
         "clip_model": model.config.clip_model,
@@ -75,6 +77,9 @@ def read_adapter(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
 def load_adapter(model: SketchCLIP, path: str | Path) -> dict:
     """Load adapter weights into `model` in place; returns the adapter config."""
     tensors, config = read_adapter(path)
+    if config.get("adapter_format") != ADAPTER_FORMAT:
+        raise WeightsError(f"{path} is adapter format {config.get('adapter_format', 1)}; this sketchkit reads format "
+                           f"{ADAPTER_FORMAT} (prompts before ln_pre): retrain it, or import the reference checkpoint again")
     if config.get("backbone") != model.config.name:
         raise WeightsError(
             f"{path} was trained on backbone {config.get('backbone')!r}, not {model.config.name!r}: pass --backbone {config.get('backbone')}"

@@ -4,21 +4,28 @@
   out_proj(softmax(V V^T / sqrt(d)) V) computed from the original path's value projection
   (shared weights, no LN2, no MLP). Patch features come from the second path, the scene token
   (VST) from the original one.
-- learnable visual prompt tokens appended after the patch tokens,
+- learnable visual prompt tokens inserted after the class token and *before* `ln_pre`, as the
+  reference code does (token layout [class, prompts, patches]; initialised uniform(-v, v) with
+  v = sqrt(6 / (3 * patch^2 + width)), the reference's rule: 0.0625 for ViT-B/16), so trained and
+  imported adapters hold prompts in one form,
 - text-conditioned cross-attention at the tap blocks (training signal only),
-- a learnable isolation threshold 0.4 + 0.5 * sigmoid(theta).
+- a learnable isolation threshold 0.4 + 0.5 * sigmoid(theta), theta starting at the reference's 0.4.
 
 Only LayerNorms, prompts, cross-attention and theta are trainable (`freeze_for_finetuning`).
+Everything that touches open_clip's module layout goes through `openclip_seam`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import openclip_seam as seam
 from .attention import dual_path_attention, resolve_impl
 
 # OpenAI CLIP image normalisation (open_clip's OPENAI_DATASET_MEAN/STD)
@@ -38,7 +45,27 @@ class BackboneConfig:
     dual_blocks: int = 6  # the last N blocks run the v-v dual path
     taps: tuple[int, ...] = (7, 10, 12)  # 1-based blocks feeding the cross-attention
     cross_attn_heads: int = 8
+    theta_init: float = 0.4  # threshold starts at 0.4 + 0.5 * sigmoid(0.4) = 0.699, the reference's
     description: str = ""
+
+
+@dataclass
+class TokenOutput:
+    """The vision tower's final tokens before ln_post, layout [class, prompts, patches].
+
+    tokens: (B, N, W) original path. tokens_vv: (B, N, W) v-v path, or None without the dual path.
+    num_prompts: prompt tokens after the class token (patches start at 1 + num_prompts).
+    taps: block number -> (B, N, W) original-path tokens after that block.
+    """
+
+    tokens: torch.Tensor
+    tokens_vv: torch.Tensor | None
+    num_prompts: int
+    taps: dict[int, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def patch_start(self) -> int:
+        return 1 + self.num_prompts
 
 
 @dataclass
@@ -79,40 +106,46 @@ class SketchCLIP(nn.Module):
         super().__init__()
         self.clip = clip
         self.config = config
-        visual = clip.visual
-        width = visual.conv1.out_channels
-        embed_dim = visual.output_dim
-        self.grid = tuple(visual.grid_size)
-        self.prompts = nn.Parameter(torch.randn(config.num_prompts, width) * width**-0.5)
+        self.layout = seam.layout(clip.visual)
+        self.grid = self.layout.grid
+        self.prompts = nn.Parameter(self._new_prompts(config.num_prompts))
         self.cross_attn = nn.ModuleDict(
-            {str(t): TextCrossAttention(width, embed_dim, config.cross_attn_heads) for t in config.taps}
+            {str(t): TextCrossAttention(self.layout.width, self.layout.embed_dim, config.cross_attn_heads) for t in config.taps}
         )
-        self.theta = nn.Parameter(torch.zeros(()))
+        self.theta = nn.Parameter(torch.tensor(float(config.theta_init)))
         self.vv_impl = vv_impl  # None: resolved per device at call time (env SKETCHKIT_VV_IMPL, then auto)
         self.weights_source = "random weights"
         self.fingerprint = ""
-        self._tokenizer = None
 
     # ---- vision -------------------------------------------------------------------------
     @property
     def num_blocks(self) -> int:
-        return len(self.clip.visual.transformer.resblocks)
+        return self.layout.blocks
+
+    @property
+    def input_size(self) -> int:
+        """Side in pixels of the images the vision tower takes (224 for ViT-B/16)."""
+        return self.layout.image_size
+
+    def _new_prompts(self, count: int) -> torch.Tensor:
+        bound = math.sqrt(6.0 / (3 * self.layout.patch**2 + self.layout.width))
+        return torch.empty(count, self.layout.width).uniform_(-bound, bound)
 
     def project(self, tokens: torch.Tensor) -> torch.Tensor:
         """(…, W) tokens -> (…, E) joint space via the shared ln_post + proj."""
-        visual = self.clip.visual
-        return visual.ln_post(tokens) @ visual.proj
+        return seam.project(self.clip.visual, tokens)
 
-    def forward_features(
+    def forward_tokens(
         self, images: torch.Tensor, *, dual: bool = True, prompts: bool = True, taps: tuple[int, ...] = ()
-    ) -> EncoderOutput:
-        """images (B, 3, H, W) normalised -> EncoderOutput. One pass yields every requested tap."""
+    ) -> TokenOutput:
+        """images (B, 3, H, W) normalised -> final tokens of both paths (see TokenOutput)."""
         visual = self.clip.visual
-        x = visual._embeds(images)  # (B, 1 + P, W), ln_pre applied
-        num_patches = x.shape[1] - 1
-        if prompts and self.prompts.numel():
-            x = torch.cat([x, self.prompts.to(x.dtype).expand(x.shape[0], -1, -1)], dim=1)
-        blocks = visual.transformer.resblocks
+        x = seam.embed_tokens(visual, images)  # (B, 1 + P, W), before ln_pre
+        num_prompts = self.prompts.shape[0] if prompts else 0
+        if num_prompts:
+            x = torch.cat([x[:, :1], self.prompts.to(x.dtype).expand(x.shape[0], -1, -1), x[:, 1:]], dim=1)
+        x = seam.ln_pre(visual, x)
+        blocks = seam.blocks(visual)
         first_dual = len(blocks) - self.config.dual_blocks if dual else len(blocks)
         impl = resolve_impl(self.vv_impl, x.device) if dual else None
         x_vv, tapped = None, {}
@@ -123,30 +156,30 @@ class SketchCLIP(nn.Module):
                 x, x_vv = self._dual_block(block, x, x if x_vv is None else x_vv, impl)
             if index + 1 in taps:
                 tapped[index + 1] = x
-        features = x if x_vv is None else x_vv
+        return TokenOutput(x, x_vv, num_prompts, tapped)
+
+    def forward_features(
+        self, images: torch.Tensor, *, dual: bool = True, prompts: bool = True, taps: tuple[int, ...] = ()
+    ) -> EncoderOutput:
+        """images (B, 3, H, W) normalised -> EncoderOutput. One pass yields every requested tap."""
+        out = self.forward_tokens(images, dual=dual, prompts=prompts, taps=taps)
+        features = out.tokens if out.tokens_vv is None else out.tokens_vv
         return EncoderOutput(
-            scene=self.project(x[:, 0]),
-            patches=self.project(features[:, 1 : 1 + num_patches]),
+            scene=self.project(out.tokens[:, 0]),
+            patches=self.project(features[:, out.patch_start :]),
             grid=self.grid,
-            taps=tapped,
+            taps=out.taps,
         )
 
-    @staticmethod
-    def _dual_block(block: nn.Module, x: torch.Tensor, x_vv: torch.Tensor, impl: str):
+    def _dual_block(self, block: nn.Module, x: torch.Tensor, x_vv: torch.Tensor, impl: str):
         """One block of both paths from one shared qkv projection of the original path."""
-        attn = block.attn  # nn.MultiheadAttention: packed in_proj, out_proj
         batch, tokens, width = x.shape
-        heads = attn.num_heads
-        qkv = F.linear(block.ln_1(x), attn.in_proj_weight, attn.in_proj_bias)  # (B, N, 3W)
+        heads = self.layout.heads
+        qkv = seam.qkv(block, x)  # (B, N, 3W)
         q, k, v = qkv.view(batch, tokens, 3, heads, width // heads).permute(2, 0, 3, 1, 4)  # (B, H, N, D)
         out, out_vv = dual_path_attention(q, k, v, impl=impl)
-
-        def merge(t):  # (B, H, N, D) -> (B, N, W) through the shared output projection
-            return attn.out_proj(t.transpose(1, 2).reshape(batch, tokens, width))
-
-        x = x + block.ls_1(merge(out))
-        x = x + block.ls_2(block.mlp(block.ln_2(x)))
-        x_vv = x_vv + block.ls_1(merge(out_vv))  # second path: attention only, residual
+        x = seam.mlp_residual(block, x + seam.attention_out(block, out))
+        x_vv = x_vv + seam.attention_out(block, out_vv)  # second path: attention only, residual
         return x, x_vv
 
     def category_tokens(self, taps: dict[int, torch.Tensor], text: torch.Tensor) -> dict[int, torch.Tensor]:
@@ -170,12 +203,8 @@ class SketchCLIP(nn.Module):
     # ---- text ---------------------------------------------------------------------------
     def encode_text(self, texts: list[str]) -> torch.Tensor:
         """texts -> (T, E) L2-normalised text embeddings (frozen text tower)."""
-        if self._tokenizer is None:
-            import open_clip
-
-            self._tokenizer = open_clip.get_tokenizer(self.config.clip_model)
-        device = self.clip.visual.conv1.weight.device
-        tokens = self._tokenizer(texts).to(device)
+        device = self.prompts.device
+        tokens = seam.tokenizer(self.config.clip_model)(texts).to(device)
         return F.normalize(self.clip.encode_text(tokens).float(), dim=-1)
 
     # ---- fine-tuning --------------------------------------------------------------------
@@ -198,7 +227,7 @@ class SketchCLIP(nn.Module):
         old = self.prompts.data
         if count == old.shape[0]:
             return
-        new = torch.randn(count, old.shape[1], dtype=old.dtype, device=old.device) * old.shape[1] ** -0.5
+        new = self._new_prompts(count).to(dtype=old.dtype, device=old.device)
         new[: min(count, old.shape[0])] = old[:count]
         self.prompts = nn.Parameter(new, requires_grad=self.prompts.requires_grad)
 

@@ -17,6 +17,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from ..errors import UsageError, WeightsError
+from . import openclip_seam as seam
 from .encoder import BackboneConfig, SketchCLIP
 from .weights import fingerprint, quiet_logs, read_state_dict, resolve_weights
 
@@ -41,13 +42,6 @@ def get_backbone_config(name: str) -> BackboneConfig:
     known = {f.name for f in fields(BackboneConfig)}
     values = {k: (tuple(v) if k == "taps" else v) for k, v in raw.items() if k in known}
     return BackboneConfig(name=name, **values)
-
-
-@lru_cache(maxsize=None)
-def _register_open_clip_configs() -> None:
-    import open_clip
-
-    open_clip.add_model_config(CONFIG_DIR / "open_clip")
 
 
 class _SkipRandomFill(TorchFunctionMode):
@@ -86,9 +80,7 @@ def create_encoder(
     (benchmarks); `weights_source` then says "random weights".
     """
     config = get_backbone_config(backbone)
-    _register_open_clip_configs()
-    import open_clip
-
+    seam.register_configs(str(CONFIG_DIR / "open_clip"))
     if random_init and not weights:
         path, source = None, "random weights (random_init)"
     else:
@@ -97,7 +89,7 @@ def create_encoder(
     with torch.random.fork_rng(devices=[]), quiet_logs():
         torch.manual_seed(config.seed)
         with _SkipRandomFill() if state is not None else contextlib.nullcontext():
-            clip = open_clip.create_model(config.clip_model, pretrained=None)
+            clip = seam.create_clip(config.clip_model)
         model = SketchCLIP(clip, config, vv_impl=vv_impl)
     if state is not None:
         load_backbone_weights(clip, state, path)
