@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.text import Text
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 stdout = Console()
@@ -17,8 +18,8 @@ ModelOpt = Annotated[
     typer.Option("--model", "-m", help="sketchkit | clip-surgery | clip | oracle (comma list in eval). Default: sketchkit with --adapter, else clip-surgery."),
 ]
 BackboneOpt = Annotated[
-    str,
-    typer.Option("--backbone", help="Backbone config: ViT-B-16 (default) or tiny-random (random weights, for tests/offline demos)."),
+    Optional[str],
+    typer.Option("--backbone", help="Backbone config: ViT-B-16 or tiny-random (random weights, for tests/offline demos). Default: the adapter's, else ViT-B-16."),
 ]
 WeightsOpt = Annotated[
     Optional[Path],
@@ -28,6 +29,7 @@ AdapterOpt = Annotated[Optional[Path], typer.Option("--adapter", help="Trained a
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto | cpu | cuda")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Sketches encoded per batch.")]
 CompileOpt = Annotated[bool, typer.Option("--compile", help="Run the image encoder under torch.compile (the first batch of each size compiles: seconds to a minute).")]
+ThresholdOpt = Annotated[Optional[float], typer.Option("--threshold", min=0.0, max=1.0, help="Keep only pixels whose min-max normalised score reaches T (paper: 0.71); others become 'background'.")]
 LimitOpt = Annotated[Optional[int], typer.Option("--limit", min=1, help="Use only the first N sketches.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")]
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Stop at the first unreadable input instead of skipping it.")]
@@ -50,11 +52,17 @@ def progress(*, transient: bool = False, disable: bool = False) -> Progress:
     )
 
 
-def announce_model(description: str, quiet: bool = False) -> None:
+def announce_model(segmenter, quiet: bool = False) -> None:
     """Say which model runs; a random-weight model is a warning (its labels are meaningless)."""
     if quiet:
         return
-    if "RANDOM" in description.upper():
-        stderr.print(f"[yellow]Warning:[/yellow] model: {description}; labels are meaningless (test/demo model).", highlight=False)
+    if segmenter.random_weights:
+        stderr.print(Text.assemble(("Warning:", "yellow"), f" model: {segmenter.description}; labels are meaningless "
+                                   "(test/demo model)."), highlight=False)
     else:
-        stderr.print(f"model: {description}", highlight=False)
+        stderr.print(Text(f"model: {segmenter.description}"), highlight=False)
+
+
+def cell(value) -> Text:
+    """A table cell shown as plain text (file names and labels may hold '[...]', which Rich would parse as markup)."""
+    return value if isinstance(value, Text) else Text(str(value))

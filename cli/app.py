@@ -15,6 +15,7 @@ import typer
 from sketchkit import __version__
 
 from . import bench, convert, doctor, evaluate, labels, raster, segment, train
+from ._errors import print_error
 from ._options import stderr
 
 app = typer.Typer(
@@ -57,6 +58,18 @@ def _debug() -> bool:
     return os.environ.get("SKETCHKIT_DEBUG", "") not in ("", "0") or "--debug" in sys.argv
 
 
+def _usage_errors() -> tuple[type, ...]:
+    """Typer's (and, for older Typer, Click's) usage-error base classes: they carry exit code 2."""
+    kinds: list[type] = [typer.TyperException]
+    try:
+        import click
+
+        kinds.append(click.exceptions.ClickException)
+    except ImportError:
+        pass
+    return tuple(kinds)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: run the app, turning known failures into one line and an exit code."""
     from sketchkit.errors import SketchkitError
@@ -67,28 +80,24 @@ def main(argv: list[str] | None = None) -> int:
     except SketchkitError as exc:
         if _debug():
             stderr.print_exception()
-        stderr.print(f"[red]Error:[/red] {exc}", highlight=False, soft_wrap=True)
-        code = exc.exit_code
+        print_error(exc)
+        return exc.exit_code
     except KeyboardInterrupt:
-        stderr.print("[yellow]Interrupted[/yellow]")
-        code = 130
+        stderr.print("Interrupted", style="yellow", highlight=False)
+        return 130
     except typer.Exit as exc:
-        code = exc.exit_code
+        return exc.exit_code
     except typer.Abort:
-        stderr.print("[yellow]Aborted[/yellow]")
-        code = 130
-    except Exception as exc:  # click usage errors and anything unexpected
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            code = exc.exit_code
-        else:
-            if _debug():
-                stderr.print_exception()
-            stderr.print(f"[red]Error:[/red] unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)", highlight=False, soft_wrap=True)
-            code = 1
-    return code
+        stderr.print("Aborted", style="yellow", highlight=False)
+        return 130
+    except _usage_errors() as exc:  # unknown command or option, missing argument, bad value: Typer's own message
+        exc.show()
+        return getattr(exc, "exit_code", 2) or 2
+    except Exception as exc:  # anything unexpected
+        if _debug():
+            stderr.print_exception()
+        print_error(RuntimeError(f"unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)"))
+        return 1
 
 
 def run() -> None:

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from ._options import OverwriteOpt, QuietOpt, stdout
+from ._options import OverwriteOpt, QuietOpt, cell, stdout
 
 
 def convert(
@@ -22,17 +22,21 @@ def convert(
     overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Convert a sketch between formats, keeping strokes and their labels."""
+    """Convert a sketch between formats, keeping strokes and their labels.
+
+    Example: sketchkit convert scene.json scene.svg
+    """
     from sketchkit.files import check_output_path
+    from sketchkit.inference import ground_truth_result
     from sketchkit.io import read_sketch
-    from sketchkit.predictor import ground_truth_result
     from sketchkit.write import write_result
 
     check_output_path(target, [source], overwrite)
     sketch = read_sketch(source)
     path = write_result(ground_truth_result(sketch), target, overwrite=overwrite)
     if quiet:
-        stdout.print(str(path), highlight=False, soft_wrap=True)
+        stdout.print(cell(path), highlight=False, soft_wrap=True)
     else:
         labelled = sum(label is not None for label in (sketch.labels or ()))
-        stdout.print(f"{source} -> {path}: {sketch.num_strokes} strokes, {labelled} labelled", highlight=False, soft_wrap=True)
+        stdout.print(cell(f"{source} -> {path}: {sketch.num_strokes} strokes, {labelled} labelled"), highlight=False,
+                     soft_wrap=True)

@@ -23,10 +23,13 @@ from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
-from ._options import AdapterOpt, BackboneOpt, BatchOpt, CompileOpt, DeviceOpt, JsonOutOpt, LimitOpt, ModelOpt, OverwriteOpt, StrictOpt, WeightsOpt, progress, stderr, stdout, announce_model
+from ._errors import print_error
+from ._options import (AdapterOpt, BackboneOpt, BatchOpt, CompileOpt, DeviceOpt, JsonOutOpt, LimitOpt, ModelOpt,
+                       OverwriteOpt, QuietOpt, StrictOpt, ThresholdOpt, WeightsOpt, announce_model, cell, progress,
+                       stderr, stdout)
 
-METRICS = {"acc-p": "acc_p", "acc-s": "acc_s", "miou": "miou", "mean-class-acc": "mean_class_acc", "fw-iou": "fw_iou"}
 PROTOCOLS = ("per-sketch", "dataset", "both")
 PROTOCOL_TITLES = {"per_sketch": "per-sketch mean (paper)", "dataset": "dataset confusion matrix (CAVT)"}
 
@@ -35,8 +38,15 @@ def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
 
-def _tables(result: dict, keys: list[str], protocols: list[str], caption: str) -> None:
+def _tables(result: dict, keys: list[str], protocols: list[str], caption: str, quiet: bool = False) -> None:
     models = list(result["results"])
+    if quiet:  # one "model protocol metric value" line per figure, for scripts
+        for name, r in result["results"].items():
+            for proto in protocols:
+                for k in keys:
+                    if k in r[proto]:
+                        stdout.print(Text(f"{name}\t{proto}\t{k}\t{_fmt(r[proto][k])}"), highlight=False)
+        return
     for proto in protocols:
         table = Table(title=PROTOCOL_TITLES[proto], caption=caption)
         table.add_column("model")
@@ -44,22 +54,22 @@ def _tables(result: dict, keys: list[str], protocols: list[str], caption: str) -
         for k in available:
             table.add_column(k.replace("_", "-"), justify="right")
         for name, r in result["results"].items():
-            table.add_row(name, *(_fmt(r[proto].get(k)) if k in r[proto] else "-" for k in available))
+            table.add_row(cell(name), *(_fmt(r[proto].get(k)) if k in r[proto] else "-" for k in available))
         stdout.print(table)
     if len(models) > 1:
-        from sketchkit.evaluate import best_models
+        from sketchkit.evaluation import best_models
 
         table = Table(title="model comparison (best in bold)", caption=caption)
         table.add_column("protocol")
         table.add_column("metric")
         for name in models:
-            table.add_column(name, justify="right")
+            table.add_column(cell(name), justify="right")
         for proto in protocols:
             for k in keys:
                 if not any(k in r[proto] for r in result["results"].values()):
                     continue
                 best = best_models(result, proto, k)
-                cells = [f"[bold]{_fmt(r[proto].get(k))}[/bold]" if name in best else _fmt(r[proto].get(k))
+                cells = [Text(_fmt(r[proto].get(k)), style="bold" if name in best else "")
                          for name, r in result["results"].items()]
                 table.add_row(proto.replace("_", "-"), k.replace("_", "-"), *cells)
         stdout.print(table)
@@ -67,11 +77,11 @@ def _tables(result: dict, keys: list[str], protocols: list[str], caption: str) -
 
 def _per_category(result: dict, caption: str) -> None:
     for name, r in result["results"].items():
-        table = Table(title=f"{name}: per category (dataset confusion, sorted by IoU)", caption=caption)
+        table = Table(title=cell(f"{name}: per category (dataset confusion, sorted by IoU)"), caption=caption)
         for column in ("category", "IoU", "acc-p", "acc-s", "pixels", "strokes", "predicted px"):
             table.add_column(column, justify="left" if column == "category" else "right")
         for row in r["per_category"]:
-            table.add_row(row["name"], _fmt(row["iou"]), _fmt(row["accuracy"]), _fmt(row["stroke_accuracy"]),
+            table.add_row(cell(row["name"]), _fmt(row["iou"]), _fmt(row["accuracy"]), _fmt(row["stroke_accuracy"]),
                           f"{row['support']:,}", str(row["strokes"]), f"{row['predicted']:,}")
         stdout.print(table)
 
@@ -86,12 +96,13 @@ def evaluate(
     name_map: Annotated[Optional[Path], typer.Option("--name-map", help="JSON mapping dataset names to --vocab names (e.g. friss_to_qd_mappings.json).")] = None,
     eval_size: Annotated[Optional[int], typer.Option("--eval-size", min=16, max=4096, help="Pixel metrics resolution (default 512, the reference's; 224 available).")] = None,
     limit: LimitOpt = None,
-    backbone: BackboneOpt = "ViT-B-16",
+    backbone: BackboneOpt = None,
     weights: WeightsOpt = None,
     adapter: AdapterOpt = None,
     device: DeviceOpt = "auto",
     compile: CompileOpt = False,
     batch_size: BatchOpt = 16,
+    threshold: ThresholdOpt = None,
     json_out: JsonOutOpt = None,
     csv_out: Annotated[Optional[Path], typer.Option("--csv", help="Also write the metrics as CSV (model, protocol, metric, value, ...).")] = None,
     plots: Annotated[Optional[Path], typer.Option("--plots", help="Write per-model PNGs here: confusion heat map, per-category IoU, worst/best gallery.")] = None,
@@ -101,109 +112,151 @@ def evaluate(
     allow_pickle: Annotated[bool, typer.Option("--allow-pickle", help="Allow FS-COCO .npy object arrays, which load by unpickling (runs code from the file): trusted data only.")] = False,
     overwrite: OverwriteOpt = False,
     strict: StrictOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
-    """Score models with Acc@S, Acc@P and mIoU under the per-sketch and dataset protocols."""
-    from sketchkit.errors import UsageError
-    from sketchkit.evaluate import (DEFAULT_EVAL_SIZE, Vocabulary, dataset_fingerprint, evaluate as run_eval, find_prediction_files,
-                                    load_eval_sketches, load_mapping, report_csv, rescore)
-    from sketchkit.files import atomic_write_text, check_output_path
-    from sketchkit.labels import parse_labels
+    """Score models with Acc@S, Acc@P and mIoU under the per-sketch and dataset protocols.
 
-    wanted = [m.strip().lower() for m in metrics.split(",") if m.strip()]
-    unknown = [m for m in wanted if m not in METRICS]
-    if unknown or not wanted:
-        raise UsageError(f"unknown metric(s) {', '.join(unknown) or metrics!r}; choose from {', '.join(METRICS)}")
+    Example: sketchkit eval --data ../shared/data/friss --split test --model oracle,clip-surgery --backbone tiny-random
+    """
+    from sketchkit.errors import UsageError
+
+    keys = _metric_keys(metrics)
     if protocol not in PROTOCOLS:
         raise UsageError(f"--protocol must be one of {', '.join(PROTOCOLS)}")
     if predictions and (data is not None or split is not None or model is not None or save_predictions is not None):
         raise UsageError("--predictions re-scores saved predictions: leave out --data, --split, --model and --save-predictions")
     if not predictions and data is None:
         raise UsageError("give --data (a labelled sketch set) or --predictions (saved predictions)")
-    inputs = [data] if data is not None else list(predictions)
+    names = None if predictions else [m.strip() for m in (model or "oracle").split(",") if m.strip()]
+    _check_outputs([data] if data is not None else list(predictions), json_out, csv_out, plots, names, overwrite)
+    vocabulary = _vocabulary(vocab, name_map)
+    config = {"protocol": protocol, "metrics": [m.strip() for m in metrics.split(",") if m.strip()],
+              "vocab": vocab or "per-sketch", "name_map": str(name_map) if name_map else None, "limit": limit,
+              "batch_size": batch_size, "backbone": backbone, "weights": str(weights) if weights else None,
+              "adapter": str(adapter) if adapter else None, "device": device, "compile": compile,
+              "threshold": threshold, "models": names, "predictions": None}
+    with progress(disable=quiet) as bar:
+        if predictions:
+            report = _rescore(predictions, vocabulary, eval_size, limit, config, bar)
+        else:
+            from sketchkit.inference import ModelSpec
+
+            spec = ModelSpec(names[0], backbone, str(weights) if weights else None, str(adapter) if adapter else None,
+                             device, compile)
+            report = _run(data, split, limit, allow_pickle, strict, names, spec, vocabulary, eval_size, batch_size,
+                          threshold, save_predictions, overwrite, config, bar, quiet)
+    _print_report(report, keys, protocol, per_category, quiet)
+    _write_outputs(report, json_out, csv_out, plots, save_predictions, overwrite)
+
+
+METRICS = {"acc-p": "acc_p", "acc-s": "acc_s", "miou": "miou", "mean-class-acc": "mean_class_acc", "fw-iou": "fw_iou"}
+
+
+def _metric_keys(spec: str) -> list[str]:
+    from sketchkit.errors import UsageError
+
+    wanted = [m.strip().lower() for m in spec.split(",") if m.strip()]
+    unknown = [m for m in wanted if m not in METRICS]
+    if unknown or not wanted:
+        raise UsageError(f"unknown metric(s) {', '.join(unknown) or spec!r}; choose from {', '.join(METRICS)}")
+    return [METRICS[m] for m in wanted]
+
+
+def _check_outputs(inputs, json_out, csv_out, plots, model_names, overwrite) -> None:
+    from sketchkit.errors import UsageError
+    from sketchkit.files import check_output_path
+
     for out in (json_out, csv_out):
         if out is not None:
             check_output_path(out, inputs, overwrite)
     if plots is not None and plots.exists() and not plots.is_dir():
         raise UsageError(f"--plots {plots} is a file; give a folder")
-    if plots is not None and plots.is_dir() and not predictions:
+    if plots is not None and plots.is_dir() and model_names:
         from sketchkit.plots import check_plot_paths
 
-        check_plot_paths(plots, [m.strip() for m in (model or "oracle").split(",") if m.strip()], overwrite)
+        check_plot_paths(plots, model_names, overwrite)
 
+
+def _vocabulary(vocab: str | None, name_map: Path | None):
+    from sketchkit.evaluation import Vocabulary
+    from sketchkit.labels import load_mapping, parse_labels
+
+    mapping = load_mapping(name_map) if name_map else {}
     if vocab is None or vocab == "per-sketch":
-        vocabulary = Vocabulary(mapping=load_mapping(name_map) if name_map else {}) if (vocab or name_map) else None
-    else:
-        vocabulary = Vocabulary(parse_labels("@" + vocab), load_mapping(name_map) if name_map else {}, source=vocab)
-    config = {"protocol": protocol, "metrics": wanted, "vocab": vocab or "per-sketch",
-              "name_map": str(name_map) if name_map else None, "limit": limit, "batch_size": batch_size,
-              "backbone": backbone, "weights": str(weights) if weights else None,
-              "adapter": str(adapter) if adapter else None, "device": device, "compile": compile}
+        return Vocabulary(mapping=mapping)
+    return Vocabulary(parse_labels("@" + vocab), mapping, source=vocab)
 
-    if predictions:
-        files = find_prediction_files(list(predictions))
-        config.update(models=None, predictions=[str(p) for p in files])
-        with progress() as bar:
-            task = bar.add_task("re-score", total=None)
-            report = rescore(files, vocab=vocabulary, eval_size=eval_size, limit=limit, config=config,
-                             on_step=lambda name, n: bar.advance(task, n))
-        count = report.data["count"]
-    else:
-        def skip(error) -> None:
-            stderr.print(f"[red]Error:[/red] {error} (skipped)", highlight=False, soft_wrap=True)
 
-        sketches, files, layout = load_eval_sketches(data, split=split, limit=limit, allow_pickle=allow_pickle,
-                                                     strict=strict, on_error=skip)
-        from sketchkit.model.zoo import ModelSpec, build_model
+def _rescore(predictions, vocabulary, eval_size, limit, config, bar):
+    from sketchkit.evaluation import find_prediction_files, rescore
 
-        names = [m.strip() for m in (model or "oracle").split(",") if m.strip()]
-        models, shared = [], None
-        for name in names:
-            built = build_model(ModelSpec(name, backbone, str(weights) if weights else None, str(adapter) if adapter else None, device, compile=compile), encoder=shared)
-            shared = getattr(built, "encoder", shared)
-            announce_model(built.description)
-            models.append(built)
-        config.update(models=names, predictions=None, save_predictions=str(save_predictions) if save_predictions else None)
-        with progress() as bar:
-            tasks = {m.name: bar.add_task(f"eval {m.name}", total=len(sketches)) for m in models}
-            report = run_eval(
-                sketches, models, vocab=vocabulary, eval_size=eval_size or DEFAULT_EVAL_SIZE, batch_size=batch_size,
-                data_info={"path": str(data), "split": split, "layout": layout, "fingerprint": dataset_fingerprint(files)},
-                on_step=lambda name, n: bar.advance(tasks[name], n), save_predictions=save_predictions,
-                overwrite=overwrite, config=config, adapter=adapter,
-            )
-        count = len(report.models[0].evaluator.sketch_scores)
+    files = find_prediction_files(list(predictions))
+    config.update(predictions=[str(p) for p in files])
+    task = bar.add_task("re-score", total=None)
+    return rescore(files, vocab=vocabulary if (vocabulary.names or vocabulary.mapping) else None, eval_size=eval_size,
+                   limit=limit, config=config, on_step=lambda name, n: bar.advance(task, n))
 
+
+def _run(data, split, limit, allow_pickle, strict, names, spec, vocabulary, eval_size, batch_size, threshold,
+         save_predictions, overwrite, config, bar, quiet):
+    from sketchkit.evaluation import DEFAULT_EVAL_SIZE, dataset_fingerprint, evaluate, load_eval_sketches
+    from sketchkit.inference import build_segmenters
+
+    def skip(error) -> None:
+        print_error(error, suffix=" (skipped)")
+
+    sketches, files, layout = load_eval_sketches(data, split=split, limit=limit, allow_pickle=allow_pickle,
+                                                 strict=strict, on_error=skip)
+    segmenters = build_segmenters(names, spec)
+    for segmenter in segmenters:
+        announce_model(segmenter, quiet)
+    config.update(save_predictions=str(save_predictions) if save_predictions else None)
+    tasks = {s.name: bar.add_task(f"eval {s.name}", total=len(sketches)) for s in segmenters}
+    return evaluate(sketches, segmenters, vocab=vocabulary, eval_size=eval_size or DEFAULT_EVAL_SIZE,
+                    batch_size=batch_size, threshold=threshold,
+                    data_info={"path": str(data), "split": split, "layout": layout,
+                               "fingerprint": dataset_fingerprint(files)},
+                    on_step=lambda name, n: bar.advance(tasks[name], n), save_predictions=save_predictions,
+                    overwrite=overwrite, config=config)
+
+
+def _print_report(report, keys, protocol, per_category, quiet) -> None:
     result = report.to_dict()
-    keys = [METRICS[m] for m in wanted]
-    protocols = ["per_sketch", "dataset"] if protocol == "both" else [protocol.replace("-", "_")]
+    count = report.data["count"]
     caption = (f"{count} sketches · vocabulary {report.data['vocab']} · pixels at {report.eval_size} px · "
-               "strokes voted at 224 px")
-    _tables(result, keys, protocols, caption)
-    if per_category:
+               f"strokes voted at {', '.join(sorted({str(v) for v in report.stroke_resolution.values()}) or ['224'])} px")
+    protocols = ["per_sketch", "dataset"] if protocol == "both" else [protocol.replace("-", "_")]
+    _tables(result, keys, protocols, caption, quiet)
+    if per_category and not quiet:
         _per_category(result, caption)
-
     if report.skipped:
-        stderr.print(f"{len(report.skipped)} sketches have no stroke in the vocabulary and were skipped "
-                     f"(e.g. {report.skipped[0]})", highlight=False, soft_wrap=True)
+        stderr.print(Text(f"{len(report.skipped)} sketches have no stroke in the vocabulary and were skipped "
+                          f"(e.g. {report.skipped[0]})"), highlight=False, soft_wrap=True)
     first = next(iter(result["results"].values()))
     if first["excluded_strokes"]:
-        classes = first["excluded_classes"]
-        listing = ", ".join(f"{n} ({k})" for n, k in classes.items())
-        stderr.print(f"{first['excluded_strokes']} strokes of {len(classes)} classes outside the vocabulary, excluded "
-                     f"from scoring: {listing}", highlight=False, soft_wrap=True)
+        listing = ", ".join(f"{n} ({k})" for n, k in first["excluded_classes"].items())
+        stderr.print(Text(f"{first['excluded_strokes']} strokes of {len(first['excluded_classes'])} classes outside the "
+                          f"vocabulary, excluded from scoring: {listing}"), highlight=False, soft_wrap=True)
+
+
+def _write_outputs(report, json_out, csv_out, plots, save_predictions, overwrite) -> None:
+    from sketchkit.evaluation import report_csv
+    from sketchkit.files import atomic_write_text
+
+    result = report.to_dict()
     if save_predictions is not None:
-        from sketchkit.evaluate import prediction_paths
+        from sketchkit.io.hdf5 import prediction_paths
 
         for path in prediction_paths(save_predictions, [m.name for m in report.models]).values():
-            stderr.print(f"predictions written to {path}", highlight=False)
+            stderr.print(Text(f"predictions written to {path}"), highlight=False)
     if plots is not None:
         from sketchkit.plots import save_plots
 
         written = save_plots(report, plots, overwrite=overwrite)
-        stderr.print(f"{len(written)} plots written to {plots}", highlight=False)
+        stderr.print(Text(f"{len(written)} plots written to {plots}"), highlight=False)
     if json_out is not None:
-        atomic_write_text(json_out, json.dumps(result, indent=2) + "\n")
-        stderr.print(f"results written to {json_out}", highlight=False)
+        atomic_write_text(json_out, json.dumps(result, indent=2) + "\n", overwrite=overwrite)
+        stderr.print(Text(f"results written to {json_out}"), highlight=False)
     if csv_out is not None:
-        atomic_write_text(csv_out, report_csv(result))
-        stderr.print(f"CSV written to {csv_out}", highlight=False)
+        atomic_write_text(csv_out, report_csv(result), overwrite=overwrite)
+        stderr.print(Text(f"CSV written to {csv_out}"), highlight=False)

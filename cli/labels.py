@@ -7,19 +7,23 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._options import stdout
+from ._options import QuietOpt, cell, stdout
 
 
 def labels(
     caption: Annotated[str, typer.Argument(help="Caption text, e.g. 'a girl flies a kite near a tree'.")],
     vocab: Annotated[Optional[Path], typer.Option("--vocab", help="Vocabulary file (one name per line); default: bundled list.")] = None,
     max_labels: Annotated[Optional[int], typer.Option("--max", min=1, help="Keep at most N categories.")] = None,
+    quiet: QuietOpt = False,
 ) -> None:
-    """Print the categories found in a caption, one per line."""
+    """Print the categories found in a caption, one per line (exit 1 when none is found).
+
+    Example: sketchkit labels "a girl flies a kite near a tree"
+    """
     from sketchkit.labels import labels_from_caption, load_vocabulary
 
     names = labels_from_caption(caption, load_vocabulary(vocab) if vocab else None, max_labels=max_labels)
     for name in names:
-        stdout.print(name, highlight=False)
+        stdout.print(cell(name), highlight=False)
     if not names:
         raise typer.Exit(1)

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._options import OverwriteOpt, stdout
+from ._options import OverwriteOpt, QuietOpt, cell, stdout
 
 
 def raster(
@@ -17,12 +17,16 @@ def raster(
     line_width: Annotated[Optional[float], typer.Option("--line-width", min=0.1, help="Line width in raster pixels.")] = None,
     ids: Annotated[Optional[Path], typer.Option("--ids", help="Also save the stroke-id map (int32, -1 = no ink) as .npy.")] = None,
     overwrite: OverwriteOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
-    """Rasterize a sketch to a square PNG and optionally its stroke-id map."""
+    """Rasterize a sketch to a square PNG and optionally its stroke-id map.
+
+    Example: sketchkit raster scene.svg scene.png --size 224 --ids scene_ids.npy
+    """
     from sketchkit.files import check_output_path
     from sketchkit.io import read_sketch
     from sketchkit.raster import rasterize
-    from sketchkit.write import save_raster
+    from sketchkit.render import save_raster
 
     check_output_path(target, [source], overwrite)
     if ids is not None:
@@ -30,4 +34,7 @@ def raster(
     result = rasterize(read_sketch(source), size, line_width=line_width)
     save_raster(result, target, ids_path=ids, overwrite=overwrite)
     owned = int((result.stroke_ids >= 0).sum())
-    stdout.print(f"{source} -> {target} ({size}x{size}, {owned} ink pixels)", highlight=False, soft_wrap=True)
+    if quiet:
+        stdout.print(cell(target), highlight=False, soft_wrap=True)
+    else:
+        stdout.print(cell(f"{source} -> {target} ({size}x{size}, {owned} ink pixels)"), highlight=False, soft_wrap=True)

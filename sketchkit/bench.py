@@ -268,54 +268,6 @@ class PeakMemory:
 
 # ---- prefetch ------------------------------------------------------------------------------------------------------
 
-_DONE = object()
-
-
-def prefetch(items: Iterable[T], load: Callable[[T], U], depth: int = 2) -> Iterator[U]:
-    """Yield load(item) for each item, in order, computed up to `depth` items ahead by one background thread.
-
-    Overlaps I/O-ish work (reading, rasterising: cairo and numpy release the GIL) with the model, whose torch ops
-    release it too. An exception raised by `load` is re-raised here at the item that raised it; closing the
-    generator early stops the thread after its current item.
-    """
-    if depth < 1:
-        raise UsageError(f"prefetch depth must be at least 1, got {depth}")
-    ready: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(entry) -> bool:
-        while not stop.is_set():
-            try:
-                ready.put(entry, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for item in items:
-                if stop.is_set() or not put((True, load(item))):
-                    return
-        except BaseException as exc:  # handed to the consumer, raised there
-            put((False, exc))
-            return
-        put((True, _DONE))
-
-    worker = threading.Thread(target=produce, name="sketchkit-prefetch", daemon=True)
-    worker.start()
-    try:
-        while True:
-            ok, value = ready.get()
-            if not ok:
-                raise value
-            if value is _DONE:
-                return
-            yield value
-    finally:
-        stop.set()
-        worker.join()
-
 
 # ---- FLOPs ---------------------------------------------------------------------------------------------------------
 
@@ -515,113 +467,20 @@ def find_inputs(data: Sequence[Path], limit: int | None = None) -> list[Path]:
     return files[:limit] if limit else files
 
 
-@dataclass
-class _Loaded:
-    index: int
-    path: Path
-    sketch: object
-    raster: object
-    labels: list[str]
-    read_s: float
-    raster_s: float
-
-
-def _labels_for(sketch, path: Path, fixed: Sequence[str] | None) -> list[str]:
-    if fixed:
-        return list(fixed)
-    if sketch.has_labels:
-        return sketch.label_names()
-    if sketch.caption:
-        from .labels import labels_from_caption
-
-        found = labels_from_caption(sketch.caption)
-        if found:
-            return list(found)
-    raise InputError("no labels for the benchmark: no stroke labels and no usable caption; pass --labels", path)
-
-
-def _load(indexed: tuple[int, Path], labels: Sequence[str] | None) -> _Loaded:
-    from .io import read_sketch
-    from .predictor import MODEL_SIZE
-    from .raster import rasterize
-
-    index, path = indexed
-    start = time.perf_counter()
-    sketch = read_sketch(path)
-    read_done = time.perf_counter()
-    raster = rasterize(sketch, MODEL_SIZE)
-    return _Loaded(index, path, sketch, raster, _labels_for(sketch, path, labels), read_done - start,
-                   time.perf_counter() - read_done)
-
-
-def _run_pipeline(model, sequence: list[Path], batch_size: int, overlapped: bool, out_dir: Path,
-                  labels: Sequence[str] | None, device: torch.device) -> tuple[float, dict[str, float]]:
-    """One timed pass over `sequence`; returns (wall seconds, summed stage seconds)."""
-    from .predictor import batched
-
-    stages = dict.fromkeys(("read", "raster", "encode", "score", "vote", "write"), 0.0)
-    if overlapped:
-        stages["wait"] = 0.0
-
-    def load_batch(batch):
-        return [_load(item, labels) for item in batch]
-
-    batches = batched(list(enumerate(sequence)), batch_size)
-    source = prefetch(batches, load_batch) if overlapped else map(load_batch, batches)
-    try:
-        return _consume(model, source, stages, overlapped, out_dir, device)
-    finally:
-        if overlapped:
-            source.close()  # stops the loader thread if the model side failed
-
-
-def _consume(model, source, stages: dict[str, float], overlapped: bool, out_dir: Path,
-             device: torch.device) -> tuple[float, dict[str, float]]:
-    from .predictor import finish
-    from .write import write_result
-
-    start = time.perf_counter()
-    while True:
-        waited = time.perf_counter()
-        items = next(source, None)
-        if items is None:
-            break
-        if overlapped:
-            stages["wait"] += time.perf_counter() - waited
-        stages["read"] += sum(item.read_s for item in items)
-        stages["raster"] += sum(item.raster_s for item in items)
-        t0 = time.perf_counter()
-        features = model.encode([item.raster for item in items], [item.sketch for item in items])
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        stages["encode"] += time.perf_counter() - t0
-        for item, feats in zip(items, features):
-            t1 = time.perf_counter()
-            scores = model.score(feats, item.labels)
-            t2 = time.perf_counter()
-            result = finish(item.sketch, item.raster, item.labels, scores, model, feats, None)
-            t3 = time.perf_counter()
-            for fmt in PIPELINE_FORMATS:
-                write_result(result, out_dir / f"{item.index:05d}_{item.path.stem}.{fmt}", overwrite=True)
-            stages["score"] += t2 - t1
-            stages["vote"] += t3 - t2
-            stages["write"] += time.perf_counter() - t3
-    return time.perf_counter() - start, stages
-
-
-def bench_pipeline(encoder, files: Sequence[Path], device: torch.device, *, batch_size: int, memory: PeakMemory,
+def bench_pipeline(segmenter, files: Sequence[Path], device: torch.device, *, batch_size: int, memory: PeakMemory,
                    labels: Sequence[str] | None = None, min_sketches: int = 8,
                    on_progress: Callable[[str], None] | None = None) -> list[PipelineRow]:
-    """Sketches/s through the clip-surgery segmenter (the default of `sketchkit segment` without an adapter).
+    """Sketches/s of `sketchkit segment`'s own loop (`sketchkit.pipeline.run_segment`: read -> raster -> encode ->
+    score -> vote -> write svg + json), serial and with the engine's prefetch.
 
     Each row runs once untimed (text embeddings cached, allocator and compiled shapes warm), then once timed over the
-    inputs repeated until at least `min_sketches` were processed. Outputs (svg + json) go to a temporary folder.
+    inputs repeated until at least `min_sketches` were processed. Outputs go to a temporary folder.
     """
-    from .model.zoo import ClipSegmenter
+    from .inference import Timings
+    from .pipeline import SegmentJob, run_segment
 
-    model = ClipSegmenter(encoder, "clip-surgery", device=device)
-    passes = max(1, math.ceil(min_sketches / len(files)))
-    sequence = list(files) * passes
+    policy = bench_labels(labels)
+    sequence = list(files) * max(1, math.ceil(min_sketches / len(files)))
     configs = [("serial", 1), ("serial", batch_size), ("overlapped", batch_size)]
     if batch_size == 1:
         configs = [("serial", 1), ("overlapped", 1)]
@@ -630,17 +489,34 @@ def bench_pipeline(encoder, files: Sequence[Path], device: torch.device, *, batc
         for mode, size in configs:
             if on_progress:
                 on_progress(f"pipeline: {mode}, batch {size}, {len(sequence)} sketches")
-            _run_pipeline(model, sequence, size, mode == "overlapped", Path(tmp), labels, device)  # warm-up
+            job = SegmentJob(inputs=sequence, out=Path(tmp), formats=PIPELINE_FORMATS, labels=policy, batch_size=size,
+                             prefetch=2 if mode == "overlapped" else 0, overwrite=True, strict=True)
+            _drain(run_segment(job, segmenter))  # warm-up
             memory.reset()
-            wall, stages = _run_pipeline(model, sequence, size, mode == "overlapped", Path(tmp), labels, device)
-            count = len(sequence)
+            timings = Timings()
+            start = time.perf_counter()
+            _drain(run_segment(job, segmenter, timings=timings))
+            wall = time.perf_counter() - start
+            stages = {k: v / len(sequence) for k, v in timings.as_dict().items() if mode == "overlapped" or k != "wait"}
             rows.append(PipelineRow(
-                mode=mode, batch_size=size, sketches=count, wall_s=wall, sketches_per_s=count / wall,
-                seconds_per_sketch=wall / count, stages={k: v / count for k, v in stages.items()},
-                peak_memory_mb=memory.megabytes(),
+                mode=mode, batch_size=size, sketches=len(sequence), wall_s=wall, sketches_per_s=len(sequence) / wall,
+                seconds_per_sketch=wall / len(sequence), stages=stages, peak_memory_mb=memory.megabytes(),
                 note="read + raster in a background thread; 'wait' = model idle for data" if mode == "overlapped" else "",
             ))
     return rows
+
+
+def bench_labels(labels: Sequence[str] | None):
+    """The benchmark's label sets: the given list, else each sketch's own labels, else its caption."""
+    from .inference import LabelPolicy
+
+    return LabelPolicy.fixed(labels) if labels else LabelPolicy(("ground-truth", "caption"))
+
+
+def _drain(outcomes) -> None:
+    for outcome in outcomes:
+        if outcome.error is not None:
+            raise outcome.error
 
 
 # ---- 6. startup ----------------------------------------------------------------------------------------------------
@@ -731,7 +607,7 @@ def run_bench(options: BenchOptions, on_progress: Callable[[str], None] | None =
     from .model.attention import resolve_impl
     from .model.compile import tune_malloc
     from .model.factory import create_encoder
-    from .model.zoo import resolve_device
+    from .inference import resolve_device
 
     _check_options(options)
     malloc_tuned = tune_malloc() if options.tune_malloc else False
@@ -792,14 +668,18 @@ def run_bench(options: BenchOptions, on_progress: Callable[[str], None] | None =
             pipeline_encoder = compile_encoder(with_impl(encoder, encoder.vv_impl), mode=options.compile_mode,
                                                backend=options.compile_backend)
         report.pipeline_inputs = [str(f) for f in files]
-        report.pipeline = bench_pipeline(pipeline_encoder, files, device, batch_size=options.pipeline_batch,
+        from .inference import segmenter_on
+
+        report.pipeline = bench_pipeline(segmenter_on("clip-surgery", pipeline_encoder, device), files, device, batch_size=options.pipeline_batch,
                                          memory=memory, labels=options.labels, min_sketches=options.min_sketches,
                                          on_progress=on_progress)
     if "startup" in options.sections:
         if on_progress:
             on_progress("startup: cold segment in a fresh process")
+        from .io import read_sketch
+
         sample = files[0]
-        labels = options.labels or _labels_for(_load((0, sample), None).sketch, sample, None)
+        labels = options.labels or bench_labels(None).labels_for(read_sketch(sample))
         report.startup = bench_startup(sample, labels, build_s, f"{options.backbone} ({encoder.weights_source})",
                                        weights=options.weights, backbone=options.backbone)
     report.goals = evaluate_goals(report)

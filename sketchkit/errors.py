@@ -3,9 +3,16 @@
 `InputError` and `UsageError` mean "the user gave something we cannot use" (exit 2);
 `WeightsError` means model weights could not be resolved (exit 2, with what to do);
 anything else deriving from `SketchkitError` is exit 1.
+
+Messages are neutral (they name values and files, never command-line flags), so the library reads
+well from Python. `hint` names what the user can change (a key of `HINTS`: "labels", "weights",
+...); the CLI turns it into the flags to use, the Python API into the keyword arguments.
 """
 
 from __future__ import annotations
+
+HINTS = ("labels", "weights", "adapter", "backbone", "overwrite", "device", "threshold", "vocabulary", "pickle")
+"""What a hint may name; the CLI has a flag text for each (cli/app.py)."""
 
 
 class SketchkitError(Exception):
@@ -13,15 +20,21 @@ class SketchkitError(Exception):
 
     exit_code = 1
 
+    def __init__(self, message: str, *, hint: str | None = None):
+        if hint is not None and hint not in HINTS:
+            raise ValueError(f"unknown error hint {hint!r}")
+        self.hint = hint
+        super().__init__(message)
+
 
 class InputError(SketchkitError):
     """An input file or value is unreadable, empty, malformed or unsupported."""
 
     exit_code = 2
 
-    def __init__(self, message: str, path: object | None = None):
+    def __init__(self, message: str, path: object | None = None, *, hint: str | None = None):
         self.path = None if path is None else str(path)
-        super().__init__(f"{self.path}: {message}" if self.path else message)
+        super().__init__(f"{self.path}: {message}" if self.path else message, hint=hint)
 
 
 class UsageError(SketchkitError):

@@ -55,7 +55,7 @@ def _check_target(path: Path, overwrite: bool) -> None:
     if not path.parent.is_dir():
         raise UsageError(f"output folder {path.parent} does not exist")
     if not overwrite and (path.exists() or path.is_symlink()):
-        raise UsageError(f"output {path} exists; pass --overwrite")
+        raise UsageError(f"output {path} exists", hint="overwrite")
 
 
 def check_output_path(out: str | os.PathLike, inputs: Iterable[str | os.PathLike] = (), overwrite: bool = False) -> Path:
@@ -71,6 +71,17 @@ def check_output_path(out: str | os.PathLike, inputs: Iterable[str | os.PathLike
             raise UsageError(f"refusing to overwrite input {inp} with output {out_path}")
     _check_target(out_path, overwrite)
     return out_path
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """16 hex digits of the SHA-256 of a file's content."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
 
 
 def fsync_dir(path: str | os.PathLike) -> None:
@@ -103,10 +114,10 @@ def _publish(tmp: Path, target: Path, overwrite: bool) -> None:
     try:
         os.link(tmp, target)  # fails if target exists: a no-clobber publish without a race
     except FileExistsError:
-        raise UsageError(f"output {target} exists; pass --overwrite") from None
+        raise UsageError(f"output {target} exists", hint="overwrite") from None
     except OSError:  # filesystem without hard links: check, then rename
         if target.exists():
-            raise UsageError(f"output {target} exists; pass --overwrite") from None
+            raise UsageError(f"output {target} exists", hint="overwrite") from None
         os.replace(tmp, target)
         return
     os.unlink(tmp)

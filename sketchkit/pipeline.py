@@ -12,11 +12,12 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Iterator, Sequence
 
-from .errors import InputError, SketchkitError, UsageError
+from .errors import SketchkitError, UsageError
 from .files import check_output_path
-from .predictor import Timings, batched, segment_batch
+from .inference.engine import Engine, Timings
+from .inference.policy import LabelPolicy
 from .types import SegmentResult, Sketch
 
 FORMAT_SUFFIX = {"svg": ".svg", "h5": ".h5", "png": ".png", "json": ".json"}
@@ -54,77 +55,62 @@ def output_paths(inputs: Sequence[Path], out: Path, formats: Sequence[str]) -> d
 
 @dataclass
 class FileOutcome:
+    """One input's outcome: its result and written files, or its error, or skipped (outputs exist)."""
+
     path: Path
     result: SegmentResult | None = None
     outputs: list[Path] = field(default_factory=list)
-    error: str | None = None
+    error: SketchkitError | None = None
     skipped: bool = False
 
 
 @dataclass
 class SegmentJob:
+    """What to segment and where to write it. `labels` says where each sketch's labels come from
+    (its `caption`, when set, is also the caption recorded in the outputs)."""
+
     inputs: Sequence[Path]
     out: Path
     formats: Sequence[str]
-    labels: Sequence[str] | None = None  # fixed label set, or None: from each sketch's caption
-    caption: str | None = None
-    vocabulary: Sequence[str] | None = None
+    labels: LabelPolicy = field(default_factory=LabelPolicy.from_caption)
     threshold: float | None = None
     batch_size: int = 8
+    prefetch: int = 0
     overwrite: bool = False
     skip_existing: bool = False
     strict: bool = False
 
 
-def _labels_for(job: SegmentJob, sketch: Sketch) -> list[str]:
-    from .labels import labels_from_caption
-
-    if job.labels:
-        return list(job.labels)
-    text = job.caption or sketch.caption
-    if not text:
-        raise InputError("no labels: pass --labels or --caption, or put a caption .txt beside the file", sketch.source)
-    found = labels_from_caption(text, job.vocabulary)
-    if not found:
-        raise InputError(f"no known category in the caption {text!r} (see `sketchkit labels`, or pass --vocab/--labels)", sketch.source)
-    return found
-
-
-def run_segment(job: SegmentJob, model, *, timings: Timings | None = None, on_done: Callable[[FileOutcome], None] | None = None) -> Iterator[FileOutcome]:
-    """Yield one FileOutcome per input, in input order within each batch."""
+def run_segment(job: SegmentJob, segmenter, *, timings: Timings | None = None) -> Iterator[FileOutcome]:
+    """Yield one FileOutcome per input, in input order (the engine reads, encodes and votes; this writes)."""
     from .io import read_sketch
     from .write import write_result
 
-    timings = timings if timings is not None else Timings()
+    engine = Engine(segmenter, labels=job.labels, threshold=job.threshold, batch_size=job.batch_size,
+                    prefetch=job.prefetch, timings=timings, strict=job.strict)
     targets = output_paths(list(job.inputs), job.out, job.formats)
-    for batch in batched(job.inputs, job.batch_size):
-        ready: list[tuple[Path, Sketch, list[str]]] = []
-        for path in batch:
-            outputs = targets[path]
-            if job.skip_existing and all(p.exists() for p in outputs):
-                yield FileOutcome(path, outputs=outputs, skipped=True)
-                continue
-            try:
-                check_output_path_all(outputs, job.inputs, job.overwrite)
-                t0 = time.perf_counter()
-                sketch = read_sketch(path, caption=job.caption)
-                timings.read += time.perf_counter() - t0
-                ready.append((path, sketch, _labels_for(job, sketch)))
-            except SketchkitError as exc:
-                if job.strict or isinstance(exc, UsageError):
-                    raise
-                yield FileOutcome(path, error=str(exc))
-        if not ready:
-            continue
-        results = segment_batch([s for _, s, _ in ready], [names for _, _, names in ready], model, threshold=job.threshold, timings=timings)
-        for (path, _, _), result in zip(ready, results):
-            t0 = time.perf_counter()
-            written = [write_result(result, target, overwrite=True) for target in targets[path]]
-            timings.write += time.perf_counter() - t0
-            yield FileOutcome(path, result=result, outputs=written)
+
+    def load(path: Path) -> Sketch | None:
+        outputs = targets[path]
+        if job.skip_existing and all(p.exists() for p in outputs):
+            return None
+        check_output_paths(outputs, job.inputs, job.overwrite)
+        return read_sketch(path, caption=job.labels.caption)
+
+    for outcome in engine.stream(job.inputs, load):
+        path = outcome.item
+        if outcome.skipped:
+            yield FileOutcome(path, outputs=targets[path], skipped=True)
+        elif outcome.error is not None:
+            yield FileOutcome(path, error=outcome.error)
+        else:
+            start = time.perf_counter()
+            written = [write_result(outcome.result, target, overwrite=True) for target in targets[path]]
+            engine.timings.write += time.perf_counter() - start
+            yield FileOutcome(path, result=outcome.result, outputs=written)
 
 
-def check_output_path_all(outputs: Sequence[Path], inputs: Sequence[Path], overwrite: bool) -> None:
+def check_output_paths(outputs: Sequence[Path], inputs: Sequence[Path], overwrite: bool) -> None:
     for target in outputs:
         target.parent.mkdir(parents=True, exist_ok=True)
         check_output_path(target, inputs, overwrite)

@@ -28,7 +28,7 @@ import numpy as np
 from .files import atomic_write_bytes
 from .metrics import ConfusionMatrix
 from .raster import render_rgb
-from .write import GREY, PALETTE, overlay_crop_box
+from .render import GREY, PALETTE, overlay_crop_box
 
 TOP_N = 20
 MAX_BARS = 30

@@ -131,14 +131,6 @@ def triplet_terms(
     return torch.where(valid, terms, torch.zeros_like(terms)), valid
 
 
-def minmax_normalise(maps: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """(K, 1, H, W) -> each map scaled to [0, 1] by its own min and max."""
-    flat = maps.flatten(1)
-    low = flat.min(dim=1).values.view(-1, 1, 1, 1)
-    high = flat.max(dim=1).values.view(-1, 1, 1, 1)
-    return (maps - low) / (high - low).clamp_min(eps)
-
-
 def hard_isolate(ink: torch.Tensor, maps: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
     """The "no threshold" ablation: hard cut, no gradient to theta. Shapes as SketchCLIP.isolate."""
     keep = (maps >= threshold).to(maps.dtype)
@@ -421,11 +413,11 @@ def category_anchors(model, out, ink: torch.Tensor, sketch_index: torch.Tensor, 
     """
     from .model.encoder import images_to_tensor
 
+    from .model.similarity import minmax_normalise, patch_similarity, upsample
+
     patches = F.normalize(out.patches.float(), dim=-1)[sketch_index]  # (K, P, E)
-    sim = torch.einsum("kpe,ke->kp", patches, cct)  # cosine similarity per patch
-    grid_h, grid_w = out.grid
-    maps = F.interpolate(sim.view(-1, 1, grid_h, grid_w), size=ink.shape[-2:], mode="bicubic", align_corners=False)
-    maps = minmax_normalise(maps)  # (K, 1, H, W) in [0, 1]
+    sim = patch_similarity(patches, cct[:, None, :])[:, 0]  # (K, P) cosine similarity per patch, as inference
+    maps = minmax_normalise(upsample(sim, out.grid, ink.shape[-2:]))[:, None]  # (K, 1, H, W) in [0, 1]
     if cfg.detach_maps:
         maps = maps.detach()
     ink = ink[sketch_index]
@@ -473,7 +465,7 @@ class Distributed:
 
 def init_distributed(device: str) -> Distributed:
     """Join the torchrun process group when WORLD_SIZE > 1 (nccl on CUDA, gloo on CPU)."""
-    from .model.zoo import resolve_device
+    from .inference.methods import resolve_device
 
     resolved = resolve_device(device)
     try:
@@ -865,8 +857,8 @@ class _Run:
         self.validated_step = self.global_step
         if not self.dist.is_main or not (self.split.val_sketches or self.split.val_items):
             return None
-        from .evaluate import evaluate
-        from .model.zoo import ClipSegmenter
+        from .evaluation import evaluate
+        from .inference.methods import sketchkit_segmenter
 
         self.model.eval()
         started = time.perf_counter()
@@ -874,7 +866,7 @@ class _Run:
         if self.split.val_sketches:
             self.emit("validation_start", {"count": len(self.split.val_sketches)})
             if self.segmenter is None:
-                self.segmenter = ClipSegmenter(self.model, "sketchkit", device=self.device, dual=self.cfg.dual)
+                self.segmenter = sketchkit_segmenter(self.model, self.device, dual=self.cfg.dual)
             report = evaluate(
                 self.split.val_sketches, [self.segmenter], eval_size=self.cfg.val_eval_size,
                 batch_size=self.cfg.val_batch_size, on_step=lambda name, n: self.emit("validation_step", {"advance": n}),

@@ -11,7 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from typing import Mapping, Sequence
+
 import numpy as np
+
+BACKGROUND = "background"
+"""The class name of pixels and strokes whose best score stays below a threshold."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,16 @@ class Sketch:
 
     def with_labels(self, labels) -> "Sketch":
         return replace(self, labels=tuple(labels))
+
+    def label_indices(self, names: Sequence[str], mapping: Mapping[str, str | None] | None = None) -> np.ndarray:
+        """(S,) int64 index into `names` of each stroke's ground-truth label, after renaming through
+        `mapping` when given (a name mapped to None counts as unlabelled); -1 for unlabelled strokes
+        and labels not in `names`."""
+        index = {name: i for i, name in enumerate(names)}
+        labels = self.labels or (None,) * self.num_strokes
+        if mapping is not None:
+            labels = [mapping.get(n, n) if n is not None else None for n in labels]
+        return np.array([index.get(n, -1) if n is not None else -1 for n in labels], dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -132,11 +147,13 @@ class SegmentResult:
     """Everything `segment` produces for one sketch.
 
     labels:       the C category names; class index c refers to labels[c]. When a threshold
-                  is used, the last name is "background".
+                  is used, the last name is BACKGROUND.
     scores:       (C, size, size) float32 per-pixel class scores at raster size.
     pixel_labels: (size, size) int32 class index for ink pixels, -1 elsewhere.
     votes:        per-stroke labels, confidence and top-3.
     model:        human-readable model description (says when weights are random).
+    threshold:    the threshold the maps were cut at, or None (argmax over the labels only).
+    scoring:      the scoring rule that made `scores` ("paper"; "reference" for the reference code's).
     """
 
     sketch: Sketch
@@ -146,6 +163,8 @@ class SegmentResult:
     pixel_labels: np.ndarray
     votes: StrokeVotes
     model: str = ""
+    threshold: float | None = None
+    scoring: str = "paper"
 
     @property
     def stroke_label_names(self) -> list[str]:

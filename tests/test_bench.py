@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import threading
-import time
 
 import pytest
 import torch
@@ -27,7 +25,6 @@ from sketchkit.bench import (
     encoder_flops,
     evaluate_goals,
     find_inputs,
-    prefetch,
     with_impl,
 )
 from sketchkit.cli.bench import bench
@@ -266,52 +263,6 @@ def test_cpu_time_repeats_short_calls_until_min_seconds(monkeypatch):
     assert len(calls) == 4  # 4 x 0.125 s reach 0.5 s
 
 
-def test_prefetch_keeps_order_and_loads_ahead():
-    loaded_third = threading.Event()
-
-    def load(item):
-        if item == 3:
-            loaded_third.set()
-        return item * 10
-
-    stream = prefetch(range(5), load, depth=2)
-    assert next(stream) == 0
-    # while the consumer holds item 0, the loader fills its queue of 2 and starts on item 3
-    assert loaded_third.wait(timeout=10)
-    assert list(stream) == [10, 20, 30, 40]
-
-
-def test_prefetch_reraises_where_the_load_failed():
-    def load(item):
-        if item == 2:
-            raise ValueError("bad item 2")
-        return item
-
-    got = []
-    with pytest.raises(ValueError, match="bad item 2"):
-        for value in prefetch(range(5), load):
-            got.append(value)
-    assert got == [0, 1]
-
-
-def test_prefetch_stops_its_thread_when_closed_early():
-    started = []
-
-    def load(item):
-        started.append(item)
-        return item
-
-    before = threading.active_count()
-    stream = prefetch(range(1000), load, depth=1)
-    assert next(stream) == 0
-    stream.close()
-    deadline = time.monotonic() + 10
-    while threading.active_count() > before and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert threading.active_count() == before
-    assert len(started) < 1000
-
-
 def test_tune_malloc_respects_user_malloc_settings(monkeypatch):
     import ctypes.util
     import sys
@@ -379,17 +330,17 @@ def test_goals_measured_off_their_setting_are_not_judged():
 
 
 def test_segmenters_built_with_compile_run_the_compiled_encoder():
-    from sketchkit.model.zoo import ModelSpec, build_model
+    from sketchkit.inference import ModelSpec, build_segmenter
 
-    plain = build_model(ModelSpec("clip-surgery", "tiny-random", device="cpu"))
-    compiled = build_model(ModelSpec("clip-surgery", "tiny-random", device="cpu", compile=True))
+    plain = build_segmenter(ModelSpec("clip-surgery", "tiny-random", device="cpu"))
+    compiled = build_segmenter(ModelSpec("clip-surgery", "tiny-random", device="cpu", compile=True))
     assert is_compiled(compiled.encoder) and not is_compiled(plain.encoder)
 
 
 def test_a_short_last_batch_reuses_the_compiled_graph(friss_test_files):
     from sketchkit.io import read_sketch
     from sketchkit.model.factory import create_encoder
-    from sketchkit.model.zoo import ClipSegmenter
+    from sketchkit.inference import segmenter_on
     from sketchkit.raster import rasterize
 
     graphs = []
@@ -399,8 +350,8 @@ def test_a_short_last_batch_reuses_the_compiled_graph(friss_test_files):
         return graph.forward
 
     rasters = [rasterize(read_sketch(path)) for path in friss_test_files[:3]]
-    eager = ClipSegmenter(create_encoder("tiny-random"), "clip-surgery")
-    compiled = ClipSegmenter(compile_encoder(create_encoder("tiny-random"), backend=counting_backend), "clip-surgery")
+    eager = segmenter_on("clip-surgery", create_encoder("tiny-random"))
+    compiled = segmenter_on("clip-surgery", compile_encoder(create_encoder("tiny-random"), backend=counting_backend))
     compiled.encode(rasters[:2])
     short = compiled.encode(rasters[2:])  # one sketch: padded to the compiled batch of 2, no second graph
     assert len(graphs) == 1 and len(short) == 1

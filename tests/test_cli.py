@@ -170,15 +170,21 @@ def test_doctor_reports_weights_problem(capsys, monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HOME", str(tmp_path))
     monkeypatch.delenv("SKETCHKIT_WEIGHTS", raising=False)
     code, out, _ = run(capsys, "doctor")
-    assert code == 0
+    assert code == 1  # the requested weights cannot be resolved: something to fix
     assert "torch" in out and "weights" in out and "SKETCHKIT_WEIGHTS" in out
+    code, out, _ = run(capsys, "doctor", "--json")
+    checks = {c["item"]: c for c in json.loads(out)}
+    assert code == 1 and checks["weights"]["ok"] is False and "ViT-B-16" in checks["weights"]["status"]
+    assert checks["torch"]["ok"] is True
+    code, out, _ = run(capsys, "doctor", "--json", "--backbone", "tiny-random")
+    assert code == 0 and all(c["ok"] for c in json.loads(out))
 
 
 # ------------------------------------------------------------- eval: every output, re-scoring
 
 
 def test_eval_friss_models_write_every_output_and_rescore(capsys, tmp_path, friss_dir):
-    from sketchkit.write import read_results_h5
+    from sketchkit.io.hdf5 import read_results_h5
 
     out = tmp_path / "out"
     out.mkdir()

@@ -20,10 +20,12 @@ import pytest
 from PIL import Image
 
 from sketchkit.errors import InputError, UsageError
-from sketchkit.evaluate import (Vocabulary, evaluate, find_prediction_files, load_eval_sketches, load_mapping,
-                                prediction_paths, report_csv, rescore)
+from sketchkit.evaluation import (Vocabulary, evaluate, find_prediction_files, load_eval_sketches, report_csv,
+                                  rescore)
+from sketchkit.io.hdf5 import prediction_paths
+from sketchkit.labels import load_mapping
 from sketchkit.io.fscoco_seg import find_fscoco_seg, is_fscoco_seg_layout, read_fscoco_seg
-from sketchkit.model.zoo import OracleModel
+from sketchkit.inference import OracleSegmenter, Segmenter, segmenter_on
 from sketchkit.raster import rasterize
 from sketchkit.types import Sketch
 
@@ -38,7 +40,7 @@ def lines(labels, caption: str, *, gap: float = 20.0, source: str | None = None)
                   source=source)
 
 
-class Relabel(OracleModel):
+class Relabel(OracleSegmenter):
     """The oracle's exact one-hot maps (score_at included) for other stroke labels: the sketch
     with caption c is predicted as `predicted[c]` (names of the label set asked for)."""
 
@@ -49,7 +51,7 @@ class Relabel(OracleModel):
         return [(r, s.with_labels(self.predicted[s.caption])) for r, s in zip(rasters, sketches)]
 
 
-class Upsampled:
+class Upsampled(Segmenter):
     """The same predictions without score_at: pixels come from upsampling its 224 px maps."""
 
     def __init__(self, inner: Relabel):
@@ -125,7 +127,7 @@ def test_oracle_is_exact_at_every_resolution(friss_test_files):
 
     sketches = [read_sketch(p) for p in friss_test_files[:4]]
     for eval_size in (224, 300, 512):
-        result = evaluate(sketches, [OracleModel()], eval_size=eval_size).to_dict()["results"]["oracle"]
+        result = evaluate(sketches, [OracleSegmenter()], eval_size=eval_size).to_dict()["results"]["oracle"]
         assert all(v == 100.0 for v in result["per_sketch"].values()), (eval_size, result["per_sketch"])
         assert result["dataset"] == pytest.approx(dict.fromkeys(result["dataset"], 100.0), abs=1e-9)  # fw-IoU: a sum
 
@@ -133,11 +135,11 @@ def test_oracle_is_exact_at_every_resolution(friss_test_files):
 def test_no_labelled_sketch_and_repeated_models_are_refused():
     unlabelled = lines((None, None), "u")
     with pytest.raises(InputError, match="no labelled sketches"):
-        evaluate([unlabelled], [OracleModel()])
+        evaluate([unlabelled], [OracleSegmenter()])
     with pytest.raises(UsageError, match="once"):
-        evaluate([S1], [OracleModel(), OracleModel()])
-    with pytest.raises(UsageError, match="eval-size"):
-        evaluate([S1], [OracleModel()], eval_size=8)
+        evaluate([S1], [OracleSegmenter(), OracleSegmenter()])
+    with pytest.raises(UsageError, match="evaluation size"):
+        evaluate([S1], [OracleSegmenter()], eval_size=8)
 
 
 # --------------------------------------------------------------------------------- vocabulary
@@ -150,7 +152,7 @@ def test_fixed_vocabulary_maps_names_and_excludes_the_rest():
     # the kite stroke (excluded) is predicted "boat": it must not touch boat's IoU; the last boat
     # stroke is predicted "tree", a class absent from the truth
     model = Relabel("relabel", {"k": ("ocean", "boat", "boat", "tree"), "kites": ("boat", "boat")})
-    report = evaluate([sketch, only_kites], [model, OracleModel()], vocab=vocab, eval_size=512)
+    report = evaluate([sketch, only_kites], [model, OracleSegmenter()], vocab=vocab, eval_size=512)
     out = report.to_dict()
     p0, p1, p2, p3 = pixel_counts(sketch, 512)
     relabel = out["results"]["relabel"]
@@ -163,16 +165,16 @@ def test_fixed_vocabulary_maps_names_and_excludes_the_rest():
     oracle = out["results"]["oracle"]
     assert oracle["per_sketch"]["acc_s"] == 100.0 and oracle["dataset"]["miou"] == 100.0
     assert report.skipped == ["sketch 1"] and out["data"]["count"] == 1 and out["data"]["classes"] == 3
-    assert vocab.labels_for(sketch) == ["ocean", "boat", "tree"]
+    assert vocab.policy().labels_for(sketch) == ["ocean", "boat", "tree"]
 
 
 def test_per_sketch_vocabulary_with_mapping_merges_names():
     vocab = Vocabulary(mapping={"cabinet": "dresser", "cupboard": "dresser"})
     sketch = lines(("cabinet", "cupboard", "lamp"), "m")
-    assert vocab.labels_for(sketch) == ["dresser", "lamp"]
+    assert vocab.policy().labels_for(sketch) == ["dresser", "lamp"]
     assert vocab.model_input(sketch).labels == ("dresser", "dresser", "lamp")
     assert vocab.class_names([sketch]) == ["dresser", "lamp"]
-    result = evaluate([sketch], [OracleModel()], vocab=vocab).to_dict()["results"]["oracle"]
+    result = evaluate([sketch], [OracleSegmenter()], vocab=vocab).to_dict()["results"]["oracle"]
     assert result["per_sketch"]["acc_s"] == 100.0 and result["counts"]["classes"] == 2
 
 
@@ -206,7 +208,7 @@ def test_real_friss_with_quickdraw_list_and_mapping(friss_dir, friss_test_files)
     assert expected, "the first test sketches should hold names outside QuickDraw"
     vocab = Vocabulary(qd, load_mapping(friss_dir / "friss_to_qd_mappings.json"))
     sketches = [read_sketch(p) for p in files]
-    report = evaluate(sketches, [OracleModel()], vocab=vocab, eval_size=512)
+    report = evaluate(sketches, [OracleSegmenter()], vocab=vocab, eval_size=512)
     oracle = report.to_dict()["results"]["oracle"]
     assert oracle["excluded_classes"] == expected
     assert oracle["excluded_strokes"] == sum(expected.values())
@@ -224,7 +226,7 @@ def test_real_friss_with_quickdraw_list_and_mapping(friss_dir, friss_test_files)
 
 
 def test_rescore_from_hdf5_equals_the_original_run(tmp_path):
-    from sketchkit.write import read_results_h5
+    from sketchkit.io.hdf5 import read_results_h5
 
     model = Relabel("relabel", {**PREDICTED, "s3": ("B", "B")})
     sketches = [S1, S2, lines(("A", "B"), "s3")]
@@ -250,10 +252,8 @@ def test_rescore_from_hdf5_equals_the_original_run(tmp_path):
 
 def test_rescore_real_model_on_friss_is_exact(tmp_path, friss_test_files, tiny_encoder):
     from sketchkit.io import read_sketch
-    from sketchkit.model.zoo import ClipSegmenter
-
     sketches = [read_sketch(p) for p in friss_test_files[:3]]
-    model = ClipSegmenter(tiny_encoder, "clip-surgery")
+    model = segmenter_on("clip-surgery", tiny_encoder)
     report = evaluate(sketches, [model], save_predictions=tmp_path / "p.h5")
     again = rescore([tmp_path / "p.h5"])
     assert again.to_dict()["results"] == report.to_dict()["results"]
@@ -261,8 +261,8 @@ def test_rescore_real_model_on_friss_is_exact(tmp_path, friss_test_files, tiny_e
 
 
 def test_rescore_of_plain_results_files(tmp_path):
-    from sketchkit.predictor import ground_truth_result
-    from sketchkit.write import write_results_h5
+    from sketchkit.inference import ground_truth_result
+    from sketchkit.io.hdf5 import write_results_h5
 
     # files from `segment` / write_results_h5 carry no eval maps: pixels from the stored 224 maps
     path = write_results_h5([ground_truth_result(S1), ground_truth_result(S2)], tmp_path / "gt.h5")
@@ -290,7 +290,7 @@ def test_failed_run_leaves_no_prediction_file(tmp_path):
 
 def test_csv_rows_follow_the_json(tmp_path):
     model = Relabel("relabel", PREDICTED)
-    result = evaluate([S1, S2], [model, OracleModel()]).to_dict()
+    result = evaluate([S1, S2], [model, OracleSegmenter()]).to_dict()
     rows = list(csv.DictReader(io.StringIO(report_csv(result))))
     assert len(rows) == 2 * (3 + 5)
     for row in rows:
@@ -300,7 +300,7 @@ def test_csv_rows_follow_the_json(tmp_path):
 
 def test_plots_are_written_fast(tmp_path):
     model = Relabel("relabel", {**PREDICTED, "s3": ("B", "A")})
-    report = evaluate([S1, S2, lines(("A", "B"), "s3")], [model, OracleModel()])
+    report = evaluate([S1, S2, lines(("A", "B"), "s3")], [model, OracleSegmenter()])
     from sketchkit.plots import save_plots
 
     started = time.perf_counter()
@@ -410,6 +410,6 @@ def test_fscoco_layout_evaluates_with_the_oracle(tmp_path):
     assert not is_fscoco_seg_layout(tmp_path / "seg") and is_fscoco_seg_layout(root)
     sketches, files, layout = load_eval_sketches(tmp_path / "seg", split="test", allow_pickle=True)
     assert layout == "fscoco-seg" and [f.stem for f in files] == ["0001", "0002"]
-    result = evaluate(sketches, [OracleModel()]).to_dict()["results"]["oracle"]
+    result = evaluate(sketches, [OracleSegmenter()]).to_dict()["results"]["oracle"]
     assert result["per_sketch"] == {"acc_p": 100.0, "acc_s": 100.0, "miou": 100.0}
     assert result["counts"]["strokes"] == 5

@@ -71,8 +71,9 @@ def test_atomic_path_for_name_based_writers(tmp_path):
 def test_overwrite_false_refuses_existing(tmp_path):
     target = tmp_path / "exists.txt"
     target.write_text("original")
-    with pytest.raises(UsageError, match="exists; pass --overwrite"):
+    with pytest.raises(UsageError, match="exists$") as refused:
         atomic_write_text(target, "replacement", overwrite=False)
+    assert refused.value.hint == "overwrite"  # the CLI names --overwrite
     assert target.read_text() == "original"
     assert _leftovers(tmp_path) == []
     # overwrite=True (the default) replaces it
@@ -145,8 +146,9 @@ def test_check_output_path_refuses_input(tmp_path):
 def test_check_output_path_existing_and_new(tmp_path):
     existing = tmp_path / "out.json"
     existing.write_text("{}")
-    with pytest.raises(UsageError, match="exists; pass --overwrite"):
+    with pytest.raises(UsageError, match="exists$") as refused:
         check_output_path(existing, [tmp_path / "in.json"], overwrite=False)
+    assert refused.value.hint == "overwrite"  # the CLI names --overwrite
     assert check_output_path(existing, [tmp_path / "in.json"], overwrite=True) == existing
     fresh = tmp_path / "fresh.json"
     assert check_output_path(fresh, [existing], overwrite=False) == fresh

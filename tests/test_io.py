@@ -775,7 +775,7 @@ def test_bitmap_width_estimate_matches_the_drawn_width():
 
 def test_friss_json_to_labelled_svg_and_back_keeps_every_stroke_and_label(tmp_path, friss_test_files):
     """`sketchkit convert` round trip on real scenes (every 4th test file keeps the suite quick; all 500 pass)."""
-    from sketchkit.predictor import ground_truth_result
+    from sketchkit.inference import ground_truth_result
     from sketchkit.write import write_result
 
     for i, path in enumerate(friss_test_files[::4]):

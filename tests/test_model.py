@@ -4,6 +4,7 @@ trainable set, weights resolution and adapters."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -139,8 +140,24 @@ def test_no_weights_fails_fast_with_instructions(monkeypatch):
     with pytest.raises(WeightsError) as info:
         create_encoder("ViT-B-16")
     assert time.perf_counter() - start < 10
-    message = str(info.value)
-    assert "--weights" in message and "SKETCHKIT_WEIGHTS" in message
+    # the library names the backbone the user asked for (not a weights file name) and hints at the weights
+    assert str(info.value) == "ViT-B-16 'openai' weights are not cached and HF_HUB_OFFLINE is set"
+    assert info.value.hint == "weights"
+
+
+def test_missing_weights_message_names_the_backbone_and_the_ways_out(monkeypatch, capsys, tmp_path):
+    """Regression: the message named the weights file ("cannot download open_clip_pytorch_model.bin ...")."""
+    from sketchkit.cli.app import main
+
+    monkeypatch.delenv("SKETCHKIT_WEIGHTS", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    example = Path(__file__).parents[1] / "examples" / "house_tree_sun.svg"
+    code = main(["segment", str(example), "--labels", "house", "--out", str(tmp_path / "o.svg")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "ViT-B-16 'openai' weights" in err and "--weights PATH" in err and "SKETCHKIT_WEIGHTS" in err
+    assert "open_clip_pytorch_model" not in err and "open_clip_model.safetensors" not in err
 
 
 def test_weights_file_and_env_load(tiny_weights, tiny_encoder, monkeypatch):

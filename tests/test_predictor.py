@@ -9,15 +9,17 @@ import pytest
 
 import sketchkit
 from sketchkit.errors import InputError, UsageError
-from sketchkit.model.zoo import ClipSegmenter, OracleModel
-from sketchkit.predictor import BACKGROUND, SketchPredictor, apply_threshold
+from sketchkit.inference import OracleSegmenter, segmenter_on
+from sketchkit.inference import apply_threshold
+from sketchkit.predictor import SketchPredictor
+from sketchkit.types import BACKGROUND
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "house_tree_sun.svg"
 
 
 @pytest.fixture(scope="module")
 def segmenter(tiny_encoder):
-    return ClipSegmenter(tiny_encoder, "clip-surgery")
+    return segmenter_on("clip-surgery", tiny_encoder)
 
 
 def test_predict_before_set_sketch_names_the_missing_call(segmenter):
@@ -65,9 +67,9 @@ def test_apply_threshold_by_hand():
 
 def test_segment_one_call_api_and_oracle():
     sketch = sketchkit.read_sketch(EXAMPLE)
-    result = sketchkit.segment(sketch, labels=["house", "tree", "sun", "grass"], model=OracleModel())
+    result = sketchkit.segment(sketch, labels=["house", "tree", "sun", "grass"], model=OracleSegmenter())
     assert result.stroke_label_names == list(sketch.labels)
-    from_caption = sketchkit.segment(sketch, model=OracleModel())  # labels from the SVG's caption
+    from_caption = sketchkit.segment(sketch, model=OracleSegmenter())  # labels from the SVG's caption
     assert set(from_caption.labels) == {"house", "tree", "grass", "sun"}
     tiny = sketchkit.segment(sketch, labels=["house", "tree"], backbone="tiny-random", device="cpu")
     assert "RANDOM" in tiny.model and len(tiny.stroke_label_names) == sketch.num_strokes

@@ -29,7 +29,6 @@ from sketchkit.train import (
     hardest_negatives,
     import_checkpoint,
     micro_batches,
-    minmax_normalise,
     micro_batch_losses,
     read_metrics,
     read_train_state,
@@ -92,13 +91,6 @@ def test_gradient_reaches_anchor_through_the_chosen_negative():
     terms.sum().backward()
     # d/da [(1 - a.p) - (1 - a.n)] = n - p with n = CAND[1]
     torch.testing.assert_close(anchor.grad, (CAND[1] - CAND[0])[None])
-
-
-def test_minmax_normalise_per_map():
-    maps = torch.tensor([[[[1.0, 3.0], [2.0, 5.0]]], [[[-1.0, -1.0], [0.0, 1.0]]]])
-    got = minmax_normalise(maps)
-    torch.testing.assert_close(got[0, 0], torch.tensor([[0.0, 0.5], [0.25, 1.0]]))
-    torch.testing.assert_close(got[1, 0], torch.tensor([[0.0, 0.0], [0.5, 1.0]]))
 
 
 class FakeBank(TextBank):

@@ -14,17 +14,9 @@ from svgpathtools import parse_path
 import sketchkit
 from sketchkit.errors import InputError, UsageError
 from sketchkit.types import Raster, SegmentResult, Sketch, StrokeVotes, Transform
-from sketchkit.write import (
-    FORMATS,
-    GREY,
-    PALETTE,
-    overlay_crop_box,
-    read_results_h5,
-    render_overlay,
-    save_raster,
-    write_result,
-    write_results_h5,
-)
+from sketchkit.io.hdf5 import read_results_h5, write_results_h5
+from sketchkit.render import GREY, PALETTE, overlay_crop_box, render_overlay, save_raster
+from sketchkit.write import FORMATS, write_result
 
 SVG_NS = "{http://www.w3.org/2000/svg}"
 TRICKY = 'cloud <&> "sky"'  # a label that must be escaped in attributes and text
@@ -99,7 +91,8 @@ def test_svg_contract_on_hand_built_result(tmp_path):
     meta = json.loads(root.find(f"{SVG_NS}metadata").text)["sketchkit"]
     assert meta == {"version": sketchkit.__version__, "caption": "a tree & a cloud",
                     "labels": ["tree", TRICKY, "background"], "canvas": [100, 50],
-                    "model": "tiny (random weights, tiny test config)", "source": None}
+                    "model": "tiny (random weights, tiny test config)", "scoring": "paper", "threshold": None,
+                    "source": None}
 
     paths = _svg_paths(root)
     assert [p.get("data-label") for p in paths] == ["tree", TRICKY, TRICKY]
@@ -143,7 +136,7 @@ def test_svg_numbers_keep_six_decimals():
         raster=Raster(np.ones((4, 4), np.float32), np.full((4, 4), -1, np.int32), Transform(0.003, 0, 0, 4)),
         labels=("a",), scores=np.zeros((1, 4, 4), np.float32), pixel_labels=np.full((4, 4), -1, np.int32),
         votes=StrokeVotes(np.array([0], np.int32), np.array([1.0], np.float32), np.array([[0, -1, -1]], np.int32)))
-    from sketchkit.write import result_to_svg
+    from sketchkit.io.svg_writer import result_to_svg
 
     root = SafeET.fromstring(result_to_svg(result).encode("utf-8"))
     assert _svg_paths(root)[0].get("d") == "M 1234.703125 0 L 0.00001 7.123457"
@@ -385,8 +378,9 @@ def test_overwrite_and_input_protection(tmp_path):
     assert source.read_text() == "<svg/>"
     out = write_result(result, tmp_path / "out.json")
     before = out.read_bytes()
-    with pytest.raises(UsageError, match="exists; pass --overwrite"):
+    with pytest.raises(UsageError, match="exists$") as refused:
         write_result(result, out, overwrite=False)
+    assert refused.value.hint == "overwrite"  # the CLI names --overwrite
     assert out.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name] == []
 
@@ -491,7 +485,8 @@ def test_real_friss_svg_reads_back_with_sketchkit_reader(friss_test_files, tmp_p
 
 
 def test_slug_and_palette_are_deterministic():
-    from sketchkit.write import _slug, class_color
+    from sketchkit.io.svg_writer import _slug
+    from sketchkit.render import class_color
 
     assert _slug("Traffic Light") == "traffic-light" and _slug("<&>") == "label" and _slug("café_au lait") == "café-au-lait"
     labels = tuple(f"c{k}" for k in range(20)) + ("background",)

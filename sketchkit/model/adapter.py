@@ -54,24 +54,39 @@ def save_adapter(model: SketchCLIP, path: str | Path, extra: dict | None = None)
 
 def read_adapter(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     """(tensors, config) of an adapter file; WeightsError for anything else."""
+    return _read(path, with_tensors=True)
+
+
+def read_adapter_config(path: str | Path) -> dict:
+    """The JSON config of an adapter file (its safetensors metadata), without reading its tensors."""
+    return _read(path, with_tensors=False)[1]
+
+
+def _read(path: str | Path, *, with_tensors: bool) -> tuple[dict[str, torch.Tensor], dict]:
     from safetensors import safe_open
 
     path = Path(path)
     if not path.is_file():
-        raise WeightsError(f"adapter not found: {path}")
+        raise WeightsError(f"adapter not found: {path}", hint="adapter")
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            tensors = {k: f.get_tensor(k) for k in f.keys()} if with_tensors else {}
     except Exception as exc:
-        raise WeightsError(f"{path} is not a safetensors adapter ({type(exc).__name__})") from None
+        raise WeightsError(f"{path} is not a safetensors adapter ({type(exc).__name__})", hint="adapter") from None
+    return tensors, _parse_config(meta, path)
+
+
+def _parse_config(meta: dict, path: Path) -> dict:
     if ADAPTER_KEY not in meta:
         raise WeightsError(f"{path} is a safetensors file but not a sketchkit adapter (no '{ADAPTER_KEY}' metadata)")
     try:
         config = json.loads(meta[ADAPTER_KEY])
     except json.JSONDecodeError:
         raise WeightsError(f"{path}: adapter config is not valid JSON") from None
-    return tensors, config
+    if not isinstance(config, dict):
+        raise WeightsError(f"{path}: adapter config is not a JSON object")
+    return config
 
 
 def load_adapter(model: SketchCLIP, path: str | Path) -> dict:
@@ -81,9 +96,8 @@ def load_adapter(model: SketchCLIP, path: str | Path) -> dict:
         raise WeightsError(f"{path} is adapter format {config.get('adapter_format', 1)}; this sketchkit reads format "
                            f"{ADAPTER_FORMAT} (prompts before ln_pre): retrain it, or import the reference checkpoint again")
     if config.get("backbone") != model.config.name:
-        raise WeightsError(
-            f"{path} was trained on backbone {config.get('backbone')!r}, not {model.config.name!r}: pass --backbone {config.get('backbone')}"
-        )
+        raise WeightsError(f"{path} was trained on backbone {config.get('backbone')!r}, not {model.config.name!r}",
+                           hint="backbone")
     if config.get("weights_fingerprint") and model.fingerprint and config["weights_fingerprint"] != model.fingerprint:
         raise WeightsError(
             f"{path} was trained on other {model.config.name} weights (fingerprint {config['weights_fingerprint']}, "

@@ -115,6 +115,7 @@ class SketchCLIP(nn.Module):
         self.theta = nn.Parameter(torch.tensor(float(config.theta_init)))
         self.vv_impl = vv_impl  # None: resolved per device at call time (env SKETCHKIT_VV_IMPL, then auto)
         self.weights_source = "random weights"
+        self.random_weights = True  # create_encoder sets False once a weights file is loaded
         self.fingerprint = ""
 
     # ---- vision -------------------------------------------------------------------------

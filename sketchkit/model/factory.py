@@ -23,7 +23,6 @@ from .weights import fingerprint, quiet_logs, read_state_dict, resolve_weights
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 DEFAULT_BACKBONE = "ViT-B-16"
-TINY_BACKBONE = "tiny-random"
 
 
 @lru_cache(maxsize=None)
@@ -61,10 +60,6 @@ class _SkipRandomFill(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
-def is_random(config: BackboneConfig) -> bool:
-    return config.pretrained is None
-
-
 def create_encoder(
     backbone: str = DEFAULT_BACKBONE,
     *,
@@ -94,6 +89,7 @@ def create_encoder(
     if state is not None:
         load_backbone_weights(clip, state, path)
     model.weights_source = source
+    model.random_weights = state is None
     model.fingerprint = fingerprint(clip.state_dict())
     return model.eval().to(device)
 

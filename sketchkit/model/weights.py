@@ -14,7 +14,6 @@ import contextlib
 import hashlib
 import logging
 import os
-import socket
 from pathlib import Path
 
 import torch
@@ -22,15 +21,6 @@ import torch
 from ..errors import WeightsError
 
 WEIGHTS_ENV = "SKETCHKIT_WEIGHTS"
-HUB_HOST = ("huggingface.co", 443)
-
-
-def how_to_provide(backbone: str) -> str:
-    return (
-        f"pass --weights PATH (an open_clip {backbone} state dict: .safetensors, .bin or .pt), "
-        f"set {WEIGHTS_ENV}=PATH, or run once with network access so open_clip can download and cache them "
-        "(or use --backbone tiny-random for a random-weight test model)"
-    )
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -75,27 +65,22 @@ def quiet_logs():
         logging.getLogger().setLevel(root_level)
 
 
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    try:
-        with socket.create_connection(HUB_HOST, timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
 def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
 
 
-def download_pretrained(clip_model: str, tag: str, name: str | None = None) -> Path:
+def download_pretrained(clip_model: str, tag: str, backbone: str | None = None) -> Path:
     """Path of the cached open_clip weights for (clip_model, tag), downloading them if needed.
 
-    Looks in the huggingface_hub cache first; without a cached copy it fails within seconds when
-    HF_HUB_OFFLINE is set or the hub cannot be reached, instead of open_clip's minute of retries.
+    Looks in the huggingface_hub cache first. Without a cached copy it asks the hub for the file's
+    metadata once, without retries (huggingface_hub's HF_HUB_OFFLINE, HF_ENDPOINT, proxy and
+    HF_HUB_ETAG_TIMEOUT settings apply), so an offline machine fails within seconds instead of
+    after a minute of download retries. `backbone` is the name users typed, for messages.
     """
     import open_clip
+    from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url, try_to_load_from_cache
 
-    name = name or clip_model  # the backbone name users typed, for messages
+    backbone = backbone or clip_model
     cfg = open_clip.get_pretrained_cfg(clip_model, tag)
     hub = (cfg or {}).get("hf_hub", "")
     if not hub:
@@ -103,24 +88,25 @@ def download_pretrained(clip_model: str, tag: str, name: str | None = None) -> P
         raise WeightsError(f"open_clip has no pretrained tag {tag!r} for {clip_model} (known: {', '.join(tags)})")
     repo_id, filename = os.path.split(hub)  # "org/name/" -> default file names below
     candidates = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
-    from huggingface_hub import hf_hub_download, try_to_load_from_cache
-
-    for name in candidates:
-        cached = try_to_load_from_cache(repo_id, name)
+    for candidate in candidates:
+        cached = try_to_load_from_cache(repo_id, candidate)
         if isinstance(cached, str):
             return Path(cached)
     if _offline():
-        raise WeightsError(f"{name} '{tag}' weights are not cached and HF_HUB_OFFLINE is set: {how_to_provide(name)}")
-    if not _hub_reachable():
-        raise WeightsError(f"cannot download {name} '{tag}' weights (no connection to huggingface.co): {how_to_provide(name)}")
-    last: Exception | None = None
+        raise WeightsError(f"{backbone} '{tag}' weights are not cached and HF_HUB_OFFLINE is set", hint="weights")
+    failure = "not found on the hub"
     with quiet_logs():
-        for name in candidates:
+        for candidate in candidates:
             try:
-                return Path(hf_hub_download(repo_id, name))
-            except Exception as exc:  # try the next file name, then report
-                last = exc
-    raise WeightsError(f"download of {name} '{tag}' weights failed ({type(last).__name__}): {how_to_provide(name)}")
+                get_hf_file_metadata(hf_hub_url(repo_id, candidate), retry_on_errors=False)
+            except Exception as exc:  # no connection, not found, ...: try the next file name, then report
+                failure = f"{type(exc).__name__}: {' '.join(str(exc).split())[:160]}"
+                continue
+            try:
+                return Path(hf_hub_download(repo_id, candidate))
+            except Exception as exc:
+                failure = f"download failed ({type(exc).__name__})"
+    raise WeightsError(f"cannot get {backbone} '{tag}' weights ({failure})", hint="weights")
 
 
 def resolve_weights(clip_model: str, tag: str | None, weights: str | os.PathLike | None, name: str | None = None) -> tuple[Path | None, str]:

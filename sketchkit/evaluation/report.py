@@ -1,0 +1,125 @@
+"""Evaluation results: per-model scores under both protocols, as JSON-ready data and CSV."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .. import __version__
+from ..metrics import Evaluator
+from ..raster import DEFAULT_SIZE
+from ..types import SegmentResult, Sketch, Transform
+
+DEFAULT_EVAL_SIZE = 512
+PROTOCOLS = ("per_sketch", "dataset")
+
+
+
+@dataclass
+class PredictionRecord:
+    """What galleries need of one scored prediction (global class indices, -1 = none/not scored).
+
+    pred_strokes, true_strokes: (S,) int64. transform: the model raster's canvas -> 224 px map.
+    """
+
+    sketch: Sketch
+    transform: Transform
+    pred_strokes: np.ndarray
+    true_strokes: np.ndarray
+
+
+@dataclass
+class ModelResult:
+    """One model's scores. `records[i]` belongs to `evaluator.sketch_scores[i]`."""
+
+    name: str
+    description: str
+    evaluator: Evaluator
+    excluded_strokes: int = 0
+    predictions: list[SegmentResult] = field(default_factory=list)
+    weights: dict | None = None
+    excluded_classes: Counter = field(default_factory=Counter)
+    scoring: str = "paper"
+    records: list[PredictionRecord] = field(default_factory=list)
+
+
+@dataclass
+class EvalReport:
+    data: dict
+    models: list[ModelResult]
+    eval_size: int
+    skipped: list[str] = field(default_factory=list)
+    config: dict = field(default_factory=dict)
+    stroke_resolution: dict[str, int] = field(default_factory=dict)  # model -> the raster side it voted at
+
+    def to_dict(self) -> dict:
+        """JSON-ready: {"sketchkit_version", "config", "data", "results": {model: {"per_sketch",
+        "dataset", "counts", "model", "weights", "resolution", "sketches", "excluded_strokes",
+        "excluded_classes", "per_category"}}}; metrics in percent, None where undefined."""
+        results = {}
+        for m in self.models:
+            scores = m.evaluator.summary().to_dict()
+            results[m.name] = {
+                **scores,
+                "model": m.description,
+                "weights": m.weights,
+                "resolution": {"pixels": self.eval_size, "strokes": self.stroke_resolution.get(m.name, DEFAULT_SIZE)},
+                "scoring": m.scoring,
+                "threshold": self.data.get("threshold"),
+                "sketches": len(m.evaluator.sketch_scores),
+                "excluded_strokes": m.excluded_strokes,
+                "excluded_classes": dict(sorted(m.excluded_classes.items(), key=lambda kv: (-kv[1], kv[0]))),
+                "per_category": m.evaluator.per_category(),
+            }
+        return {"sketchkit_version": __version__, "config": self.config, "data": self.data, "results": results}
+
+
+CSV_COLUMNS = ("model", "protocol", "metric", "value", "resolution_px", "stroke_resolution_px", "sketches",
+               "model_description", "weights", "scoring", "threshold", "data_fingerprint", "sketchkit_version")
+
+
+def report_csv(report: dict) -> str:
+    """`EvalReport.to_dict()` as CSV text: one row per model, protocol and metric (the JSON path
+    results.<model>.<protocol>.<metric>), value in percent, empty when undefined."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    fingerprint = report.get("data", {}).get("fingerprint", "")
+    for name, result in report["results"].items():
+        weights = result.get("weights") or {}
+        weights_text = "; ".join(f"{k}={v}" for k, v in weights.items() if v is not None)
+        for protocol in PROTOCOLS:
+            for metric, value in result[protocol].items():
+                writer.writerow([name, protocol, metric, "" if value is None else repr(float(value)),
+                                 result["resolution"]["pixels"], result["resolution"]["strokes"], result["sketches"],
+                                 result["model"], weights_text, result.get("scoring", ""),
+                                 "" if result.get("threshold") is None else result["threshold"], fingerprint,
+                                 report.get("sketchkit_version", "")])
+    return buffer.getvalue()
+
+
+def dataset_fingerprint(paths: Sequence[Path]) -> str:
+    """16 hex digits of SHA-256 over the file names, in order."""
+    digest = hashlib.sha256()
+    for p in paths:
+        digest.update(Path(p).name.encode() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def best_models(report: dict, protocol: str, key: str) -> set[str]:
+    """Names of the models with the highest defined value of `key` (ties: all of them)."""
+    values = {n: r[protocol].get(key) for n, r in report["results"].items()}
+    defined = [v for v in values.values() if v is not None and not math.isnan(v)]
+    if not defined:
+        return set()
+    top = max(defined)
+    return {n for n, v in values.items() if v is not None and v == top}
+

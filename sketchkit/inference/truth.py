@@ -1,0 +1,24 @@
+"""A sketch's own ground-truth labels as a SegmentResult, so every writer can draw them (`convert`)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..raster import DEFAULT_SIZE, rasterize
+from ..types import SegmentResult, Sketch, StrokeVotes
+
+
+def ground_truth_result(sketch: Sketch, size: int = DEFAULT_SIZE) -> SegmentResult:
+    """Unlabelled strokes stay unlabelled (-1); pixel maps are the labels drawn through the stroke-id map."""
+    raster = rasterize(sketch, size)
+    names = sketch.label_names()
+    stroke_labels = sketch.label_indices(names).astype(np.int32)
+    ids = raster.stroke_ids
+    pixel = np.where(ids >= 0, stroke_labels[np.clip(ids, 0, None)] if len(stroke_labels) else -1, -1).astype(np.int32)
+    scores = np.zeros((len(names), size, size), dtype=np.float32)
+    rows, cols = np.nonzero(pixel >= 0)
+    scores[pixel[rows, cols], rows, cols] = 1.0
+    top3 = np.full((sketch.num_strokes, 3), -1, dtype=np.int32)
+    top3[:, 0] = stroke_labels
+    votes = StrokeVotes(stroke_labels, (stroke_labels >= 0).astype(np.float32), top3)
+    return SegmentResult(sketch, raster, tuple(names), scores, pixel, votes, model="ground truth", scoring="ground truth")
