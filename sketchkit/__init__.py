@@ -18,11 +18,13 @@ _EXPORTS = {
     "vote_strokes": "sketchkit.vote",
     "write_result": "sketchkit.write",
     "segment": "sketchkit.predictor",
-    "segment_batch": "sketchkit.predictor",
     "SketchPredictor": "sketchkit.predictor",
-    "build_model": "sketchkit.model.zoo",
-    "ModelSpec": "sketchkit.model.zoo",
+    "Engine": "sketchkit.inference",
+    "LabelPolicy": "sketchkit.inference",
+    "ModelSpec": "sketchkit.inference",
+    "build_segmenter": "sketchkit.inference",
     "create_encoder": "sketchkit.model.factory",
+    "evaluate": "sketchkit.evaluation",
     "labels_from_caption": "sketchkit.labels",
     "Sketch": "sketchkit.types",
     "Raster": "sketchkit.types",
@@ -38,3 +40,7 @@ def __getattr__(name: str):
 
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'sketchkit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

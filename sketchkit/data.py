@@ -32,10 +32,6 @@ METADATA_FILES = frozenset({PARTITIONS_FILE, "friss_to_qd_mappings.json"})
 """JSON files of dataset folders that are not sketches."""
 
 
-def _is_hidden(relative: Path) -> bool:
-    return any(part.startswith(".") for part in relative.parts)
-
-
 def _folder_files(folder: Path, recursive: bool) -> list[Path]:
     """Supported sketch files under `folder`, sorted by their path relative to it."""
     found = []

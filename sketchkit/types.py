@@ -50,6 +50,11 @@ class Sketch:
     def num_strokes(self) -> int:
         return len(self.strokes)
 
+    def __repr__(self) -> str:
+        labelled = sum(n is not None for n in self.labels) if self.labels is not None else 0
+        return (f"Sketch(source={self.source!r}, strokes={self.num_strokes}, points={sum(len(s) for s in self.strokes)}, "
+                f"canvas={self.width:g}x{self.height:g}, labelled={labelled}, caption={self.caption!r})")
+
     @property
     def has_labels(self) -> bool:
         return self.labels is not None and any(label is not None for label in self.labels)
@@ -165,6 +170,10 @@ class SegmentResult:
     model: str = ""
     threshold: float | None = None
     scoring: str = "paper"
+
+    def __repr__(self) -> str:
+        return (f"SegmentResult(source={self.sketch.source!r}, strokes={self.sketch.num_strokes}, "
+                f"labels={self.labels!r}, model={self.model!r}, scoring={self.scoring!r}, threshold={self.threshold!r})")
 
     @property
     def stroke_label_names(self) -> list[str]:
