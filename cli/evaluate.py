@@ -3,7 +3,7 @@
 Examples:
     sketchkit eval --data ../shared/data/friss --split test --model oracle --metrics acc-s,acc-p,miou
     sketchkit eval --data friss/ --split test --model clip,clip-surgery --backbone tiny-random --limit 20
-    sketchkit eval --data friss/ --split test --vocab qd.txt --name-map friss_to_qd_mappings.json --json r.json
+    sketchkit eval --data friss/ --split test --classes qd.txt --name-map friss_to_qd_mappings.json --json r.json
     sketchkit eval --data cbsc/ --model clip,clip-surgery,sketchkit --adapter runs/a.safetensors \\
         --protocol both --json results.json --csv results.csv --plots out/ --per-category
     sketchkit eval --data fscoco-seg/ --split test --allow-pickle --model clip-surgery
@@ -92,8 +92,8 @@ def evaluate(
     model: ModelOpt = None,
     metrics: Annotated[str, typer.Option("--metrics", help="Comma list of acc-s, acc-p, miou, mean-class-acc, fw-iou.")] = "acc-s,acc-p,miou",
     protocol: Annotated[str, typer.Option("--protocol", help="per-sketch (paper) | dataset (CAVT, one confusion matrix) | both")] = "both",
-    vocab: Annotated[Optional[str], typer.Option("--vocab", help="per-sketch (default), or a file of class names (one per line) used for every sketch.")] = None,
-    name_map: Annotated[Optional[Path], typer.Option("--name-map", help="JSON mapping dataset names to --vocab names (e.g. friss_to_qd_mappings.json).")] = None,
+    classes: Annotated[Optional[str], typer.Option("--classes", help="per-sketch (default: each sketch's own classes, the paper's protocol), or a file of class names (one per line) every sketch is scored in.")] = None,
+    name_map: Annotated[Optional[Path], typer.Option("--name-map", help="JSON mapping dataset names to --classes names (e.g. friss_to_qd_mappings.json).")] = None,
     eval_size: Annotated[Optional[int], typer.Option("--eval-size", min=16, max=4096, help="Pixel metrics resolution (default 512, the reference's; 224 available).")] = None,
     limit: LimitOpt = None,
     backbone: BackboneOpt = None,
@@ -129,9 +129,9 @@ def evaluate(
         raise UsageError("give --data (a labelled sketch set) or --predictions (saved predictions)")
     names = None if predictions else [m.strip() for m in (model or "oracle").split(",") if m.strip()]
     _check_outputs([data] if data is not None else list(predictions), json_out, csv_out, plots, names, overwrite)
-    vocabulary = _vocabulary(vocab, name_map)
+    vocabulary = _vocabulary(classes, name_map)
     config = {"protocol": protocol, "metrics": [m.strip() for m in metrics.split(",") if m.strip()],
-              "vocab": vocab or "per-sketch", "name_map": str(name_map) if name_map else None, "limit": limit,
+              "classes": classes or "per-sketch", "name_map": str(name_map) if name_map else None, "limit": limit,
               "batch_size": batch_size, "backbone": backbone, "weights": str(weights) if weights else None,
               "adapter": str(adapter) if adapter else None, "device": device, "compile": compile,
               "threshold": threshold, "models": names, "predictions": None}
@@ -177,14 +177,14 @@ def _check_outputs(inputs, json_out, csv_out, plots, model_names, overwrite) -> 
         check_plot_paths(plots, model_names, overwrite)
 
 
-def _vocabulary(vocab: str | None, name_map: Path | None):
+def _vocabulary(classes: str | None, name_map: Path | None):
     from sketchkit.evaluation import Vocabulary
     from sketchkit.labels import load_mapping, parse_labels
 
     mapping = load_mapping(name_map) if name_map else {}
-    if vocab is None or vocab == "per-sketch":
+    if classes is None or classes == "per-sketch":
         return Vocabulary(mapping=mapping)
-    return Vocabulary(parse_labels("@" + vocab), mapping, source=vocab)
+    return Vocabulary(parse_labels("@" + classes), mapping, source=classes)
 
 
 def _rescore(predictions, vocabulary, eval_size, limit, config, bar):

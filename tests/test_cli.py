@@ -223,7 +223,7 @@ def test_eval_friss_models_write_every_output_and_rescore(capsys, tmp_path, fris
 
 def test_eval_fixed_vocabulary_reports_excluded_classes(capsys, tmp_path, friss_dir):
     code, _, err = run(capsys, "eval", "--data", friss_dir, "--split", "test", "--limit", 5,
-                       "--vocab", friss_dir.parent / "class_lists" / "qd.txt",
+                       "--classes", friss_dir.parent / "class_lists" / "qd.txt",
                        "--name-map", friss_dir / "friss_to_qd_mappings.json", "--json", tmp_path / "r.json")
     assert code == 0, err
     oracle = json.loads((tmp_path / "r.json").read_text())["results"]["oracle"]

@@ -78,7 +78,7 @@ def rescore(
         vocab = known[0] if known else Vocabulary()
         if any(v.names != vocab.names or v.mapping != vocab.mapping for v in known):
             raise UsageError("the prediction files were scored with different vocabularies; re-score them separately "
-                             "or pass --vocab")
+                             "or give one vocabulary", hint="vocabulary")
     if eval_size is None:
         sizes = {int(attrs["eval_size"]) for _, _, attrs, _ in loaded if "eval_size" in attrs}
         eval_size = sizes.pop() if len(sizes) == 1 else DEFAULT_EVAL_SIZE

@@ -119,12 +119,12 @@ def _layout_root(npy_path: Path) -> tuple[Path, Path]:
 
 
 def _load_npy(path: Path, allow_pickle: bool) -> object:
-    """np.load of the file; object arrays only with allow_pickle (InputError naming the flag)."""
+    """np.load of the file; object arrays only with allow_pickle (else InputError with the "pickle" hint)."""
     data = read_bytes_limited(path)
     _, dtype = read_npy_header(data, path)
     if dtype.hasobject and not allow_pickle:
         raise InputError("the .npy holds Python objects, which numpy loads by unpickling (that can run code "
-                         "from the file); pass --allow-pickle if you trust this data", path)
+                         "from the file)", path, hint="pickle")
     try:
         return np.load(io.BytesIO(data), allow_pickle=bool(dtype.hasobject))
     except Exception as exc:  # unpickling can fail in any way (missing modules, truncation, ...)
@@ -335,6 +335,6 @@ def iter_fscoco_seg(paths: Iterable[str | os.PathLike], *, allow_pickle: bool = 
         try:
             yield path, read_fscoco_seg(path, allow_pickle=allow_pickle)
         except InputError as exc:
-            if not allow_pickle and "--allow-pickle" in str(exc):
+            if not allow_pickle and exc.hint == "pickle":
                 raise
             yield path, exc

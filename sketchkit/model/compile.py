@@ -44,7 +44,8 @@ def _check_compiler(device: torch.device, backend: str) -> None:
         return
     candidates = [os.environ.get("CXX"), "g++", "clang++", "c++"]
     if not any(c and shutil.which(c) for c in candidates):
-        raise UsageError("torch.compile on CPU needs a C++ compiler (g++ or clang++, or $CXX); install one or drop --compile")
+        raise UsageError("torch.compile on CPU needs a C++ compiler (g++ or clang++, or $CXX); install one or run "
+                         "without compiling", hint="compile")
 
 
 def compiled_forward(
