@@ -9,7 +9,7 @@ Examples:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -18,7 +18,9 @@ from ._options import OverwriteOpt, QuietOpt, cell, stdout
 
 def convert(
     source: Annotated[Path, typer.Argument(help="Input sketch (SVG, PNG/JPG, FrISS JSON, QuickDraw ndjson, FS-COCO .npy).")],
-    target: Annotated[Path, typer.Argument(help="Output file: .svg, .h5, .png (overlay) or .json.")],
+    target: Annotated[Path, typer.Argument(help="Output: .svg, .h5, .png (overlay), .json, or a .masks folder.")],
+    fmt: Annotated[Optional[str], typer.Option("--format", "-f", help="svg | json | png | h5 | masks, when the output's suffix does not say it.")] = None,
+    palette: Annotated[Optional[str], typer.Option("--palette", help="Label colours: a matplotlib colormap name or a JSON file {label: colour}.")] = None,
     overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -29,11 +31,14 @@ def convert(
     from sketchkit.files import check_output_path
     from sketchkit.inference import ground_truth_result
     from sketchkit.io import read_sketch
+    from sketchkit.render import Palette
     from sketchkit.write import write_result
 
-    check_output_path(target, [source], overwrite)
+    if fmt != "masks" and not target.suffix.lower() == ".masks":
+        check_output_path(target, [source], overwrite)
+    colours = Palette.from_spec(palette)
     sketch = read_sketch(source)
-    path = write_result(ground_truth_result(sketch), target, overwrite=overwrite)
+    path = write_result(ground_truth_result(sketch), target, fmt, overwrite=overwrite, palette=colours)
     if quiet:
         stdout.print(cell(path), highlight=False, soft_wrap=True)
     else:

@@ -12,7 +12,7 @@ from ._options import OverwriteOpt, QuietOpt, cell, stdout
 
 def raster(
     source: Annotated[Path, typer.Argument(help="Input sketch.")],
-    target: Annotated[Path, typer.Argument(help="Output PNG (grey, black ink on white).")],
+    target: Annotated[Path, typer.Argument(help="Output image (grey, black ink on white) in the format its suffix names: .png, .jpg, .bmp, .tif, .webp.")],
     size: Annotated[int, typer.Option("--size", min=16, max=8192, help="Raster side in pixels.")] = 224,
     line_width: Annotated[Optional[float], typer.Option("--line-width", min=0.1, help="Line width in raster pixels.")] = None,
     ids: Annotated[Optional[Path], typer.Option("--ids", help="Also save the stroke-id map (int32, -1 = no ink) as .npy.")] = None,

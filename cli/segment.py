@@ -25,7 +25,10 @@ def segment(
     caption: Annotated[Optional[str], typer.Option("--caption", "-c", help="Take the labels from this caption (else from a caption .txt beside each input).")] = None,
     vocab: Annotated[Optional[Path], typer.Option("--vocab", help="Category names a caption is matched against (default: bundled list).")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (relative paths kept), or a file name for one input.")] = Path("segmented"),
-    formats: Annotated[str, typer.Option("--format", "-f", help="Comma list of svg, h5, png, json.")] = "svg,json",
+    formats: Annotated[str, typer.Option("--format", "-f", help="Comma list of svg (with one Inkscape layer per label), json, png (overlay), h5, masks (a folder of per-label PNGs per input), csv (one summary for the run), coco (one COCO JSON with RLE masks for the run).")] = "svg,json",
+    palette: Annotated[Optional[str], typer.Option("--palette", help="Label colours: a matplotlib colormap name (tab20, viridis, ...) or a JSON file {label: colour}.")] = None,
+    top_k: Annotated[int, typer.Option("--top-k", min=1, max=100, help="Ranked labels kept per stroke (JSON, HDF5, CSV).")] = 3,
+    csv_per: Annotated[str, typer.Option("--csv-per", help="Rows of the csv summary: stroke | sketch.")] = "stroke",
     model: ModelOpt = None,
     backbone: BackboneOpt = None,
     weights: WeightsOpt = None,
@@ -54,8 +57,11 @@ def segment(
         raise UsageError("no sketch files found in the given inputs")
     policy = LabelPolicy.for_segment(parse_labels(labels) if labels else None, caption,
                                      load_vocabulary(vocab) if vocab else None)
+    from sketchkit.render import Palette
+
     job = SegmentJob(inputs=files, out=out, formats=parse_formats(formats), labels=policy, threshold=threshold,
-                     batch_size=batch_size, overwrite=overwrite, skip_existing=skip_existing, strict=strict)
+                     batch_size=batch_size, top_k=top_k, palette=Palette.from_spec(palette), csv_per=csv_per,
+                     overwrite=overwrite, skip_existing=skip_existing, strict=strict)
     segmenter = build_segmenter(ModelSpec(model or default_method(str(adapter) if adapter else None), backbone,
                                           str(weights) if weights else None, str(adapter) if adapter else None, device,
                                           compile))

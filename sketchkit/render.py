@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
+from sketchkit.errors import InputError, UsageError
 from sketchkit.files import atomic_write_bytes
 from sketchkit.raster import DEFAULT_MARGIN, render_rgb
 from sketchkit.results import label_counts, source_name
@@ -18,39 +20,109 @@ PALETTE = (
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf",
     "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d", "#9edae5",
 )
-
+"""tab20 without its two greys, strong colours first: the first 18 classes."""
 
 GREY = "#7f7f7f"  # "background" class and strokes without a label
 
 
-def class_color(labels: tuple[str, ...] | list[str], index: int) -> str:
-    """'#rrggbb' of class `index` (-1 = no label): PALETTE[index % 18]; grey for 'background' and -1."""
-    if index < 0 or labels[index] == BACKGROUND:
+def _extra_color(k: int) -> str:
+    """The k-th colour after PALETTE: golden-angle hues at four saturation/brightness levels (never grey)."""
+    import colorsys
+
+    hue = (0.05 + k * 0.6180339887) % 1.0
+    saturation, value = ((0.85, 0.75), (0.55, 0.95), (0.95, 0.5), (0.4, 0.7))[(k // 7) % 4]
+    r, g, b = colorsys.hsv_to_rgb(hue, saturation, value)
+    return "#{:02x}{:02x}{:02x}".format(round(r * 255), round(g * 255), round(b * 255))
+
+
+class Palette:
+    """Class -> '#rrggbb': grey for BACKGROUND and unlabelled strokes, else by class index: PALETTE,
+    then further distinct colours (`_extra_color`); or a matplotlib colormap's colours (a listed
+    map's own colours, else evenly spaced samples); `named` labels (a JSON file's) win over both."""
+
+    def __init__(self, named: dict[str, str] | None = None, colormap: str | None = None):
+        self.named = dict(named or {})
+        self.colormap = colormap
+
+    @classmethod
+    def from_spec(cls, spec: str | os.PathLike | None) -> "Palette":
+        """None: the default; a path to a JSON object {label: "#rrggbb"}; else a matplotlib colormap name."""
+        if spec is None:
+            return cls()
+        path = Path(spec)
+        if path.suffix.lower() == ".json" or path.is_file():
+            return cls(named=_read_named_colors(path))
+        import matplotlib
+
+        if str(spec) not in matplotlib.colormaps:
+            raise UsageError(f"unknown palette {str(spec)!r}: give a matplotlib colormap name (e.g. tab20, viridis) "
+                             "or a JSON file mapping labels to colours")
+        return cls(colormap=str(spec))
+
+    def colors(self, labels: Sequence[str]) -> list[str]:
+        """One colour per class index of `labels`."""
+        base = self._base(len(labels))
+        return [GREY if name == BACKGROUND else self.named.get(name, base[i]) for i, name in enumerate(labels)]
+
+    def _base(self, count: int) -> list[str]:
+        if self.colormap is None:
+            return [PALETTE[i] if i < len(PALETTE) else _extra_color(i - len(PALETTE)) for i in range(count)]
+        import matplotlib
+        from matplotlib.colors import ListedColormap, to_hex
+
+        cmap = matplotlib.colormaps[self.colormap]
+        if isinstance(cmap, ListedColormap) and cmap.N <= 32 and count <= cmap.N:  # qualitative: its own colours
+            return [to_hex(cmap(i)) for i in range(count)]
+        return [to_hex(cmap(i / max(count - 1, 1))) for i in range(count)]
+
+
+def _read_named_colors(path: Path) -> dict[str, str]:
+    import json
+
+    from sketchkit.io.limits import read_bytes_limited
+
+    try:
+        doc = json.loads(read_bytes_limited(path, 1 << 20).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"the palette is not a JSON object of label: colour ({type(exc).__name__})", path) from None
+    if not isinstance(doc, dict):
+        raise InputError("the palette must be a JSON object mapping labels to colours", path)
+    from matplotlib.colors import to_hex
+
+    named = {}
+    for label, color in doc.items():
+        try:
+            named[str(label)] = to_hex(color)
+        except (ValueError, TypeError):
+            raise InputError(f"the palette's colour {color!r} for {label!r} is not a colour", path) from None
+    return named
+
+
+DEFAULT_PALETTE = Palette()
+
+
+def class_color(labels: Sequence[str], index: int, palette: Palette | None = None) -> str:
+    """'#rrggbb' of class `index` of `labels` (-1 = no label: grey)."""
+    if index < 0:
         return GREY
-    return PALETTE[index % len(PALETTE)]
+    return (palette or DEFAULT_PALETTE).colors(labels)[index]
 
 
 def _hex_to_rgb01(color: str) -> tuple[float, float, float]:
     return tuple(int(color[i:i + 2], 16) / 255.0 for i in (1, 3, 5))
 
 
-def stroke_colors(result: SegmentResult) -> np.ndarray:
+def stroke_colors(result: SegmentResult, palette: Palette | None = None) -> np.ndarray:
     """(S, 3) float64 RGB in [0, 1]: each stroke's predicted-label colour."""
-    table = np.array([_hex_to_rgb01(class_color(result.labels, c)) for c in range(len(result.labels))]
-                     + [_hex_to_rgb01(GREY)]).reshape(-1, 3)
+    colors = (palette or DEFAULT_PALETTE).colors(result.labels)
+    table = np.array([_hex_to_rgb01(c) for c in colors] + [_hex_to_rgb01(GREY)]).reshape(-1, 3)
     labels = np.asarray(result.votes.labels, dtype=np.int64)
     return table[np.where(labels >= 0, labels, len(result.labels))]
 
 
 _ROW = 20       # px per text line in the title bar and the legend
-
-
 _TITLE_LINES = 2
-
-
 _PANEL_W = 240  # legend panel width, px
-
-
 _PAD = 8
 
 
@@ -93,7 +165,7 @@ def overlay_crop_box(transform: Transform, sketch: Sketch) -> tuple[int, int, in
     return (int(max(left, 0)), int(max(top, 0)), int(min(right, size)), int(min(bottom, size)))
 
 
-def render_overlay(result: SegmentResult, size: int = PNG_SIZE):
+def render_overlay(result: SegmentResult, size: int = PNG_SIZE, palette: Palette | None = None):
     """The PNG overlay as an RGB PIL image.
 
     Layout: a title bar (_TITLE_LINES rows of _ROW px: the model, then source / strokes / caption),
@@ -106,7 +178,7 @@ def render_overlay(result: SegmentResult, size: int = PNG_SIZE):
 
     sketch = result.sketch
     transform = result.raster.transform.resized(size)
-    rgb = render_rgb(sketch, transform, stroke_colors(result))
+    rgb = render_rgb(sketch, transform, stroke_colors(result, palette))
     left, top, right, bottom = overlay_crop_box(transform, sketch)
     drawing = Image.fromarray(np.ascontiguousarray(rgb[top:bottom, left:right]), "RGB")
 
@@ -134,7 +206,7 @@ def render_overlay(result: SegmentResult, size: int = PNG_SIZE):
     for name, count in counts.items():
         y += _ROW
         index = result.labels.index(name) if name in result.labels else -1
-        draw.rectangle([x0, y + 2, x0 + 14, y + 16], fill=class_color(result.labels, index))
+        draw.rectangle([x0, y + 2, x0 + 14, y + 16], fill=class_color(result.labels, index, palette))
         draw.text((x0 + 22, y), _fit(draw, f"{name} ({count})", font, _PANEL_W - 22 - 2 * _PAD),
                   fill="black", font=font)
     return canvas
@@ -148,20 +220,34 @@ def png_bytes(image) -> bytes:
     return buffer.getvalue()
 
 
+RASTER_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF",
+                  ".webp": "WEBP"}
+"""Image formats `save_raster` writes, by suffix (PNG, the lossless default, for anything measured)."""
+
+
 def save_raster(raster: Raster, path: str | os.PathLike, *, ids_path: str | os.PathLike | None = None,
                 overwrite: bool = True) -> Path:
-    """Save the model's view of a sketch: `raster.image` as an 8-bit grey PNG (255 = paper, 0 = ink,
-    `round(image * 255)`), and with `ids_path` the (size, size) int32 stroke-id map (-1 = no ink)
-    as a .npy file (no pickles). Both written atomically; returns the PNG path."""
+    """Save the model's view of a sketch: `raster.image` as an 8-bit grey image in the format the suffix
+    names (RASTER_FORMATS; 255 = paper, 0 = ink, `round(image * 255)`), and with `ids_path` the (size,
+    size) int32 stroke-id map (-1 = no ink) as a .npy file (no pickles). Both written atomically; returns
+    the image path. UsageError for a suffix no image format is known for."""
+    import io
+
     from PIL import Image
 
+    image_format = RASTER_FORMATS.get(Path(path).suffix.lower())
+    if image_format is None:
+        raise UsageError(f"cannot write a raster image as {Path(path).suffix or '(no suffix)'!r}; "
+                         f"use one of {', '.join(RASTER_FORMATS)}")
     grey = np.rint(np.clip(raster.image, 0.0, 1.0) * 255.0).astype(np.uint8)
-    png = png_bytes(Image.fromarray(grey, "L"))
+    buffer = io.BytesIO()
+    Image.fromarray(grey, "L").save(buffer, format=image_format)
+    encoded = buffer.getvalue()
     if ids_path is not None:
         import io
 
         buffer = io.BytesIO()
         np.save(buffer, np.ascontiguousarray(raster.stroke_ids, dtype=np.int32), allow_pickle=False)
         atomic_write_bytes(ids_path, buffer.getvalue(), overwrite=overwrite)
-    return atomic_write_bytes(path, png, overwrite=overwrite)
+    return atomic_write_bytes(path, encoded, overwrite=overwrite)
 

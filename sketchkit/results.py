@@ -24,10 +24,12 @@ def check_result(result: SegmentResult) -> None:
     if result.scores.shape != (num_classes, size, size):
         problems.append(f"scores {result.scores.shape} != ({num_classes}, {size}, {size})")
     for name, array, shape in (("votes.labels", result.votes.labels, (num_strokes,)),
-                               ("votes.confidence", result.votes.confidence, (num_strokes,)),
-                               ("votes.top3", result.votes.top3, (num_strokes, 3))):
+                               ("votes.confidence", result.votes.confidence, (num_strokes,))):
         if np.shape(array) != shape:
             problems.append(f"{name} {np.shape(array)} != {shape}")
+    top_shape = np.shape(result.votes.top)
+    if len(top_shape) != 2 or top_shape[0] != num_strokes or top_shape[1] < 1:
+        problems.append(f"votes.top {top_shape} is not ({num_strokes}, K >= 1)")
     sketch = result.sketch
     for name, array in (("sketch.stroke_widths", sketch.stroke_widths), ("sketch.instance_ids", sketch.instance_ids),
                         ("sketch.labels", sketch.labels)):
@@ -37,7 +39,7 @@ def check_result(result: SegmentResult) -> None:
         if result.raster.stroke_ids.size and result.raster.stroke_ids.max() >= num_strokes:
             problems.append("stroke_ids name a stroke the sketch does not have")
         for name, array in (("pixel_labels", result.pixel_labels), ("votes.labels", result.votes.labels),
-                            ("votes.top3", result.votes.top3)):
+                            ("votes.top", result.votes.top)):
             if np.size(array) and (np.max(array) >= num_classes or np.min(array) < -1):
                 problems.append(f"{name} hold class indices outside [-1, {num_classes})")
     for i, stroke in enumerate(result.sketch.strokes):
@@ -91,5 +93,8 @@ def result_sources(results: list[SegmentResult]) -> list[str]:
 
 
 def provenance(result: SegmentResult) -> dict:
-    """How the result was made, recorded by every output format: model, scoring rule, threshold."""
-    return {"model": result.model, "scoring": result.scoring, "threshold": result.threshold}
+    """How the result was made, recorded by every output format: the model (and its weights: backbone,
+    fingerprint, adapter path and SHA-256 prefix), the scoring rule, the threshold, and what the reader
+    skipped in the input."""
+    return {"model": result.model, "weights": result.weights, "scoring": result.scoring, "threshold": result.threshold,
+            "skipped": dict(result.sketch.skipped or {})}

@@ -34,6 +34,12 @@ class Sketch:
     image:          (H, W) float32 grey image (1 = paper) for sketches read from bitmaps, whose
                     strokes are pseudo-strokes traced from the ink; None for vector sketches.
                     Canvas units are then pixels of this image.
+    source_ids:     per-stroke id of the element the stroke came from (an SVG `id`; every stroke of
+                    a path split at pen lifts carries that path's id), None entries = no id; or None.
+    skipped:        what the reader read but did not take as strokes, counted per kind
+                    ({"text": 2, "image": 1}), or None.
+    display_size:   the source's declared (width, height) with their units, e.g. ("210mm", "297mm"),
+                    for writers that keep them; None when the source declared none.
     """
 
     strokes: tuple[np.ndarray, ...]
@@ -45,6 +51,9 @@ class Sketch:
     caption: str | None = None
     source: str | None = None
     image: np.ndarray | None = field(default=None, repr=False)
+    source_ids: tuple[str | None, ...] | None = None
+    skipped: dict[str, int] | None = None
+    display_size: tuple[str, str] | None = None
 
     @property
     def num_strokes(self) -> int:
@@ -139,12 +148,13 @@ class StrokeVotes:
     labels:     (S,) int32 class index per stroke (-1 only for a stroke with no ink at any
                 resolution tried, which the rasterizer prevents for finite input).
     confidence: (S,) float32 share of the stroke's pixels that voted for its label, in [0, 1].
-    top3:       (S, 3) int32 class indices by vote count (then summed score), -1 padded.
+    top:        (S, K) int32 the K best class indices by vote count (then summed score), -1 padded
+                (K = the vote's top_k, 3 by default).
     """
 
     labels: np.ndarray
     confidence: np.ndarray
-    top3: np.ndarray
+    top: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -155,8 +165,10 @@ class SegmentResult:
                   is used, the last name is BACKGROUND.
     scores:       (C, size, size) float32 per-pixel class scores at raster size.
     pixel_labels: (size, size) int32 class index for ink pixels, -1 elsewhere.
-    votes:        per-stroke labels, confidence and top-3.
+    votes:        per-stroke labels, confidence and top-k.
     model:        human-readable model description (says when weights are random).
+    weights:      what the scores depend on (backbone, weights source and fingerprint, adapter path and
+                  SHA-256 prefix; `Segmenter.weights`), or None.
     threshold:    the threshold the maps were cut at, or None (argmax over the labels only).
     scoring:      the scoring rule that made `scores` ("paper"; "reference" for the reference code's).
     """
@@ -170,6 +182,7 @@ class SegmentResult:
     model: str = ""
     threshold: float | None = None
     scoring: str = "paper"
+    weights: dict | None = None
 
     def __repr__(self) -> str:
         return (f"SegmentResult(source={self.sketch.source!r}, strokes={self.sketch.num_strokes}, "

@@ -120,18 +120,18 @@ def _nearest_pixel_votes(scores, raster, sketch, strokes, num_strokes):
     return _tally(owner, scores[:, xy[:, 1], xy[:, 0]], num_strokes, abstain=False)
 
 
-def _rank(counts: np.ndarray, sums: np.ndarray, pixels: np.ndarray) -> StrokeVotes:
+def _rank(counts: np.ndarray, sums: np.ndarray, pixels: np.ndarray, top_k: int = 3) -> StrokeVotes:
     """StrokeVotes from per-stroke class counts (S, C), summed scores (S, C) and pixel counts (S,)."""
     num_strokes, num_classes = counts.shape
     # per row: most votes first, then larger summed score, then smaller class index (stable sort)
     order = np.lexsort((-sums, -counts), axis=1)
     ranked_counts = np.take_along_axis(counts, order, axis=1)
-    top3 = np.full((num_strokes, 3), -1, dtype=np.int32)
-    k = min(3, num_classes)
-    top3[:, :k] = np.where(ranked_counts[:, :k] > 0, order[:, :k], -1)
-    labels = top3[:, 0].copy()
+    top = np.full((num_strokes, top_k), -1, dtype=np.int32)
+    k = min(top_k, num_classes)
+    top[:, :k] = np.where(ranked_counts[:, :k] > 0, order[:, :k], -1)
+    labels = top[:, 0].copy()
     confidence = np.where(pixels > 0, ranked_counts[:, 0] / np.maximum(pixels, 1), 0.0).astype(np.float32)
-    return StrokeVotes(labels=labels, confidence=confidence, top3=top3)
+    return StrokeVotes(labels=labels, confidence=confidence, top=top)
 
 
 def vote_strokes(
@@ -143,6 +143,7 @@ def vote_strokes(
     line_width: float | None = None,
     num_strokes: int | None = None,
     scores_at=None,
+    top_k: int = 3,
 ) -> StrokeVotes:
     """Per-stroke majority vote of pixel class scores.
 
@@ -156,11 +157,14 @@ def vote_strokes(
     scores_at:    optional `f(transform, strokes) -> (C, n, n)` scores at a finer raster (n =
                   transform.size) where only `strokes` are drawn, for models that can answer at any
                   resolution (the oracle); default: bilinear upsampling of `scores`.
+    top_k:        how many ranked classes each stroke keeps (`StrokeVotes.top`).
 
     Returns StrokeVotes: labels (S,) int32, confidence (S,) float32 = winning votes / stroke pixels,
-    top3 (S, 3) int32 classes by (votes, summed score), -1 for classes without votes.
+    top (S, top_k) int32 classes by (votes, summed score), -1 for classes without votes.
     """
     scores = _as_scores(scores, raster.size)
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise InputError(f"top_k must be a positive integer, got {top_k!r}")
     if int(hidden_scale) != hidden_scale or hidden_scale < 1:
         raise InputError(f"hidden_scale must be a positive integer, got {hidden_scale!r}")
     ids = raster.stroke_ids
@@ -181,7 +185,7 @@ def vote_strokes(
         if still.size:
             c, s, p = _nearest_pixel_votes(scores, raster, sketch, still, num_strokes)
             counts[still], sums[still], pixels[still] = c[still], s[still], p[still]
-    return _rank(counts, sums, pixels)
+    return _rank(counts, sums, pixels, top_k)
 
 
 def vote_labels(
@@ -193,6 +197,7 @@ def vote_labels(
     hidden_scale: int = 4,
     line_width: float | None = None,
     num_strokes: int | None = None,
+    top_k: int = 3,
 ) -> StrokeVotes:
     """`vote_strokes` on per-pixel labels: (size, size) int class in [0, num_classes), -1 = none.
 
@@ -205,5 +210,5 @@ def vote_labels(
         raise InputError(f"pixel labels must lie in [-1, {num_classes}), got {labels.min()}..{labels.max()}")
     one_hot = (labels[None] == np.arange(num_classes)[:, None, None]).astype(np.float32)
     return vote_strokes(
-        one_hot, raster, sketch, hidden_scale=hidden_scale, line_width=line_width, num_strokes=num_strokes
+        one_hot, raster, sketch, hidden_scale=hidden_scale, line_width=line_width, num_strokes=num_strokes, top_k=top_k
     )

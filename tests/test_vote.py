@@ -49,8 +49,8 @@ def test_majority_ties_top3_and_confidence_by_hand():
     votes = vote_strokes(scores, raster)
     np.testing.assert_array_equal(votes.labels, [1, 2, 2, 0])
     np.testing.assert_allclose(votes.confidence, [0.75, 0.5, 1 / 3, 0.5], rtol=1e-6)
-    np.testing.assert_array_equal(votes.top3, [[1, 0, -1], [2, 0, -1], [2, 0, 1], [0, 1, -1]])
-    assert votes.labels.dtype == np.int32 and votes.top3.dtype == np.int32 and votes.confidence.dtype == np.float32
+    np.testing.assert_array_equal(votes.top, [[1, 0, -1], [2, 0, -1], [2, 0, 1], [0, 1, -1]])
+    assert votes.labels.dtype == np.int32 and votes.top.dtype == np.int32 and votes.confidence.dtype == np.float32
 
 
 def test_torch_scores_give_the_same_votes():
@@ -58,7 +58,7 @@ def test_torch_scores_give_the_same_votes():
     from_numpy = vote_strokes(scores, raster)
     from_torch = vote_strokes(torch.from_numpy(scores).double(), raster)
     np.testing.assert_array_equal(from_numpy.labels, from_torch.labels)
-    np.testing.assert_array_equal(from_numpy.top3, from_torch.top3)
+    np.testing.assert_array_equal(from_numpy.top, from_torch.top)
 
 
 def test_flat_pixels_abstain_and_fewer_than_three_classes_pad_top3():
@@ -70,7 +70,7 @@ def test_flat_pixels_abstain_and_fewer_than_three_classes_pad_top3():
     votes = vote_strokes(scores, raster)
     np.testing.assert_array_equal(votes.labels, [1, -1])
     np.testing.assert_allclose(votes.confidence, [1 / 3, 0.0])
-    np.testing.assert_array_equal(votes.top3, [[1, -1, -1], [-1, -1, -1]])
+    np.testing.assert_array_equal(votes.top, [[1, -1, -1], [-1, -1, -1]])
 
 
 def test_pixel_labels_argmax_on_ink_only():
@@ -86,7 +86,7 @@ def test_vote_labels_matches_one_hot_scores():
     votes = vote_labels(labels, raster, 3)
     # one-hot ties fall to the smaller class index (equal summed scores)
     np.testing.assert_array_equal(votes.labels, [1, 0, 0, 0])
-    np.testing.assert_array_equal(votes.top3, [[1, 0, -1], [0, 2, -1], [0, 1, 2], [0, 1, -1]])
+    np.testing.assert_array_equal(votes.top, [[1, 0, -1], [0, 2, -1], [0, 1, 2], [0, 1, -1]])
     with pytest.raises(InputError):
         vote_labels(labels, raster, 2)
 
@@ -145,7 +145,7 @@ def test_a_stroke_under_a_thicker_later_stroke_gets_its_own_label():
     votes = vote_strokes(scores, raster, sketch)
     np.testing.assert_array_equal(votes.labels, [1, 0])
     assert 0.5 < votes.confidence[0] < 0.8  # 9 of its ~15 px lie in the class-1 band
-    np.testing.assert_array_equal(votes.top3[0], [1, 0, -1])
+    np.testing.assert_array_equal(votes.top[0], [1, 0, -1])
     # without the sketch, the hidden stroke cannot be re-drawn: no label
     assert vote_strokes(scores, raster).labels.tolist() == [-1, 0]
 
@@ -242,4 +242,4 @@ def test_vectorised_vote_matches_a_plain_reference(seed):
     for stroke, (label, confidence, top3) in expected.items():
         assert votes.labels[stroke] == label
         assert votes.confidence[stroke] == pytest.approx(confidence)
-        assert votes.top3[stroke].tolist() == top3
+        assert votes.top[stroke].tolist() == top3

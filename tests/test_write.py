@@ -53,16 +53,25 @@ def _hand_result(*, source=None) -> SegmentResult:
     rng = np.random.default_rng(0)
     votes = StrokeVotes(labels=np.array([0, 1, 1], dtype=np.int32),
                         confidence=np.array([1.0, 0.5, 0.75], dtype=np.float32),
-                        top3=np.array([[0, -1, -1], [1, 0, -1], [1, 0, -1]], dtype=np.int32))
+                        top=np.array([[0, -1, -1], [1, 0, -1], [1, 0, -1]], dtype=np.int32))
     return SegmentResult(sketch=sketch, raster=raster, labels=("tree", TRICKY, "background"),
                          scores=rng.random((3, 8, 8)).astype(np.float32), pixel_labels=pixel_labels,
                          votes=votes, model="tiny (random weights, tiny test config)")
 
 
+INKSCAPE = "{http://www.inkscape.org/namespaces/inkscape}"
+
+
 def _svg_paths(root):
-    strokes = [g for g in root.iter(f"{SVG_NS}g") if g.get("id") == "strokes"]
-    assert len(strokes) == 1
-    return list(strokes[0].iter(f"{SVG_NS}path"))
+    """The stroke paths in stroke order; each lies in the Inkscape layer of its label."""
+    layers = [g for g in root.iter(f"{SVG_NS}g") if g.get(f"{INKSCAPE}groupmode") == "layer"]
+    assert layers and len({g.get(f"{INKSCAPE}label") for g in layers}) == len(layers)
+    paths = []
+    for layer in layers:
+        for path in layer.iter(f"{SVG_NS}path"):
+            assert path.get("data-label", "unlabelled") == layer.get(f"{INKSCAPE}label")
+            paths.append(path)
+    return sorted(paths, key=lambda p: int(p.get("data-stroke")))
 
 
 def _parse_d(d: str) -> np.ndarray:
@@ -86,13 +95,17 @@ def test_svg_contract_on_hand_built_result(tmp_path):
     path = write_result(result, tmp_path / "scene.svg")
     root = SafeET.parse(path).getroot()
     assert root.tag == f"{SVG_NS}svg"
-    assert (root.get("width"), root.get("height"), root.get("viewBox")) == ("100", "50", "0 0 100 50")
+    view = [float(v) for v in root.get("viewBox").split()]
+    assert view[:2] == [0, 0] and view[3] == 50 and view[2] > 100  # widened for the legend, beside the drawing
+    assert (float(root.get("width")), root.get("height")) == (view[2], "50")
+    legend = next(g for g in root.iter(f"{SVG_NS}g") if g.get("data-sketchkit") == "legend")
+    assert min(float(r.get("x")) for r in legend.iter(f"{SVG_NS}rect")) >= 100  # never over the drawing
 
     meta = json.loads(root.find(f"{SVG_NS}metadata").text)["sketchkit"]
     assert meta == {"version": sketchkit.__version__, "caption": "a tree & a cloud",
                     "labels": ["tree", TRICKY, "background"], "canvas": [100, 50],
-                    "model": "tiny (random weights, tiny test config)", "scoring": "paper", "threshold": None,
-                    "source": None}
+                    "model": "tiny (random weights, tiny test config)", "weights": None, "scoring": "paper",
+                    "threshold": None, "skipped": {}, "source": None}
 
     paths = _svg_paths(root)
     assert [p.get("data-label") for p in paths] == ["tree", TRICKY, TRICKY]
@@ -121,7 +134,7 @@ def test_svg_unknown_stroke_and_nan_confidence(tmp_path):
     base = _hand_result()
     votes = StrokeVotes(labels=np.array([0, -1, 1], dtype=np.int32),
                         confidence=np.array([1.0, np.nan, 0.75], dtype=np.float32),
-                        top3=np.array([[0, -1, -1], [-1, -1, -1], [1, 0, -1]], dtype=np.int32))
+                        top=np.array([[0, -1, -1], [-1, -1, -1], [1, 0, -1]], dtype=np.int32))
     result = SegmentResult(base.sketch, base.raster, base.labels, base.scores, base.pixel_labels, votes, "m")
     root = SafeET.parse(write_result(result, tmp_path / "u.svg")).getroot()
     unknown = _svg_paths(root)[1]
@@ -140,7 +153,7 @@ def test_svg_numbers_keep_six_decimals():
 
     root = SafeET.fromstring(result_to_svg(result).encode("utf-8"))
     assert _svg_paths(root)[0].get("d") == "M 1234.703125 0 L 0.00001 7.123457"
-    assert root.get("viewBox") == "0 0 1300.5 10"
+    assert root.get("viewBox").startswith("0 0 ") and root.get("viewBox").endswith(" 10")
 
 
 def test_svg_reads_back_with_sketchkit_reader(tmp_path):
@@ -180,9 +193,9 @@ def test_json_on_hand_built_result(tmp_path):
     assert [s["confidence"] for s in strokes] == [1.0, 0.5, 0.75]
     assert [s["num_points"] for s in strokes] == [3, 1, 2]
     assert [s["num_pixels"] for s in strokes] == [3, 2, 4]
-    assert strokes[0]["top3"] == [{"label": "tree", "votes_share": 1.0}]
-    assert strokes[1]["top3"] == [{"label": TRICKY, "votes_share": 0.5}, {"label": "tree", "votes_share": 0.5}]
-    assert strokes[2]["top3"] == [{"label": TRICKY, "votes_share": 0.75}, {"label": "tree", "votes_share": 0.25}]
+    assert strokes[0]["top"] == [{"label": "tree", "votes_share": 1.0}]
+    assert strokes[1]["top"] == [{"label": TRICKY, "votes_share": 0.5}, {"label": "tree", "votes_share": 0.5}]
+    assert strokes[2]["top"] == [{"label": TRICKY, "votes_share": 0.75}, {"label": "tree", "votes_share": 0.25}]
     assert [s["gt_label"] for s in strokes] == ["tree", None, TRICKY]
     assert [s.get("instance") for s in strokes] == [0, None, 1]
 
@@ -194,7 +207,7 @@ def test_json_has_no_nan(tmp_path):
     result = SegmentResult(base.sketch, base.raster, base.labels, base.scores, base.pixel_labels, votes, "m")
     doc = _strict_json(write_result(result, tmp_path / "nan.json").read_text())
     assert [s["confidence"] for s in doc["strokes"]] == [None, None, 0.75]
-    assert doc["strokes"][1]["label"] is None and doc["strokes"][1]["top3"] == []
+    assert doc["strokes"][1]["label"] is None and doc["strokes"][1]["top"] == []
     assert doc["label_counts"]["unknown"] == 1
 
 
@@ -217,7 +230,7 @@ def _assert_stored_equals(stored, result):
         np.testing.assert_array_equal(stored.instance_ids, sketch.instance_ids)
     np.testing.assert_array_equal(stored.stroke_labels, result.votes.labels)
     np.testing.assert_array_equal(stored.stroke_confidence, result.votes.confidence)
-    np.testing.assert_array_equal(stored.stroke_top3, result.votes.top3)
+    np.testing.assert_array_equal(stored.stroke_top, result.votes.top)
     np.testing.assert_array_equal(stored.pixel_labels, result.pixel_labels)
     np.testing.assert_array_equal(stored.stroke_ids, result.raster.stroke_ids)
     np.testing.assert_allclose(stored.scores, result.scores, rtol=2**-11, atol=1e-6)  # float16 storage
@@ -245,7 +258,7 @@ def test_h5_round_trip_many_sketches(tmp_path):
     import h5py
 
     with h5py.File(path) as h5:
-        assert h5.attrs["format"] == "sketchkit-results" and h5.attrs["format_version"] == 1
+        assert h5.attrs["format"] == "sketchkit-results" and h5.attrs["format_version"] == 2
         assert h5.attrs["num_sketches"] == 2 and h5.attrs["split"] == "test" and h5.attrs["threshold"] == 0.71
         assert h5.attrs["model"] == "tiny (random weights, tiny test config); other model"
         assert h5.attrs["sketchkit_version"] == sketchkit.__version__ and "created" in h5.attrs
@@ -309,7 +322,7 @@ def test_png_size_layout_and_colours(tmp_path):
 
 def test_png_legend_extends_height_for_many_classes():
     base = _hand_result()
-    votes = StrokeVotes(np.array([0, 1, 2], np.int32), base.votes.confidence, base.votes.top3)
+    votes = StrokeVotes(np.array([0, 1, 2], np.int32), base.votes.confidence, base.votes.top)
     result = SegmentResult(base.sketch, base.raster, ("tree", "sky", "sun"), base.scores, base.pixel_labels,
                            votes, "m")
     image = render_overlay(result, size=128)
@@ -355,12 +368,12 @@ def test_every_format_for_a_result_without_classes(tmp_path):
 
 def test_format_from_suffix_and_explicit(tmp_path):
     result = _hand_result()
-    for suffix, check in [(".svg", b"<svg"), (".json", b'"strokes"'), (".png", b"\x89PNG"),
+    for suffix, check in [(".svg", b"<svg"), (".json", b'"sketchkit-result"'), (".png", b"\x89PNG"),
                           (".h5", b"\x89HDF"), (".HDF5", b"\x89HDF")]:
         data = write_result(result, tmp_path / f"out{suffix}").read_bytes()
         assert check in data[:400]
     assert write_result(result, tmp_path / "plain.out", fmt="json").read_text().startswith("{")
-    assert set(FORMATS) == {"svg", "h5", "png", "json"}
+    assert set(FORMATS) == {"svg", "h5", "png", "json", "masks"}
     with pytest.raises(UsageError, match="cannot tell the output format"):
         write_result(result, tmp_path / "out.txt")
     with pytest.raises(UsageError, match="unknown output format"):
@@ -459,7 +472,7 @@ def test_real_friss_sketch_every_format(friss_test_files, tmp_path):
     assert len(doc["strokes"]) == sketch.num_strokes
     assert [s["label"] for s in doc["strokes"]] == list(sketch.labels)
     assert sum(doc["label_counts"].values()) == sketch.num_strokes
-    shares = [s["top3"][0].get("votes_share") for s in doc["strokes"]]
+    shares = [s["top"][0].get("votes_share") for s in doc["strokes"]]
     assert all(share == 1.0 for share in shares if share is not None)
 
     (stored,) = read_results_h5(written["h5"])
@@ -490,5 +503,6 @@ def test_slug_and_palette_are_deterministic():
 
     assert _slug("Traffic Light") == "traffic-light" and _slug("<&>") == "label" and _slug("café_au lait") == "café-au-lait"
     labels = tuple(f"c{k}" for k in range(20)) + ("background",)
-    assert [class_color(labels, k) for k in (0, 17, 18, 20, -1)] == [PALETTE[0], PALETTE[17], PALETTE[0], GREY, GREY]
+    assert [class_color(labels, k) for k in (0, 17, 20, -1)] == [PALETTE[0], PALETTE[17], GREY, GREY]
+    assert class_color(labels, 18) not in PALETTE + (GREY,)  # beyond 18 classes: new colours, not a repeat
     assert all(re.fullmatch(r"#[0-9a-f]{6}", c) for c in PALETTE) and len(set(PALETTE)) == 18

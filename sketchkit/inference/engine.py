@@ -102,10 +102,12 @@ def check_batch_size(batch_size: int) -> int:
 
 class Engine:
     """Runs one Segmenter: labels from `labels` (default: each sketch's caption), optional `threshold`
-    (min-max normalised maps, pixels below it become "background"), batches of `batch_size`."""
+    (min-max normalised maps, pixels below it become "background"), batches of `batch_size`, the
+    `top_k` ranked classes kept per stroke."""
 
     def __init__(self, segmenter: Segmenter, *, labels: LabelPolicy | None = None, threshold: float | None = None,
-                 batch_size: int = 8, prefetch: int = 0, timings: Timings | None = None, strict: bool = False):
+                 batch_size: int = 8, prefetch: int = 0, timings: Timings | None = None, strict: bool = False,
+                 top_k: int = 3):
         check_threshold(threshold)
         if prefetch < 0:
             raise UsageError(f"prefetch depth must be at least 0, got {prefetch}")
@@ -115,6 +117,7 @@ class Engine:
         self.batch_size = check_batch_size(batch_size)
         self.prefetch = prefetch
         self.strict = strict
+        self.top_k = top_k
         self.timings = timings if timings is not None else Timings()
 
     # ---- stages ----------------------------------------------------------------------------------
@@ -156,8 +159,8 @@ class Engine:
                 return segmenter.score_at(features, labels, transform, strokes)
         return SegmentResult(
             sketch=sketch, raster=raster, labels=tuple(names), scores=scores, pixel_labels=pixel_labels(scores, raster),
-            votes=vote_strokes(scores, raster, sketch, scores_at=scores_at), model=segmenter.description,
-            threshold=self.threshold, scoring=segmenter.scoring,
+            votes=vote_strokes(scores, raster, sketch, scores_at=scores_at, top_k=self.top_k), model=segmenter.description,
+            threshold=self.threshold, scoring=segmenter.scoring, weights=segmenter.weights,
         )
 
     # ---- loops -----------------------------------------------------------------------------------

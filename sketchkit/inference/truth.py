@@ -18,7 +18,5 @@ def ground_truth_result(sketch: Sketch, size: int = DEFAULT_SIZE) -> SegmentResu
     scores = np.zeros((len(names), size, size), dtype=np.float32)
     rows, cols = np.nonzero(pixel >= 0)
     scores[pixel[rows, cols], rows, cols] = 1.0
-    top3 = np.full((sketch.num_strokes, 3), -1, dtype=np.int32)
-    top3[:, 0] = stroke_labels
-    votes = StrokeVotes(stroke_labels, (stroke_labels >= 0).astype(np.float32), top3)
+    votes = StrokeVotes(stroke_labels, (stroke_labels >= 0).astype(np.float32), stroke_labels[:, None].copy())
     return SegmentResult(sketch, raster, tuple(names), scores, pixel, votes, model="ground truth", scoring="ground truth")

@@ -31,6 +31,8 @@ from sketchkit.io.quickdraw import iter_quickdraw
 from sketchkit.io.strokes_json import caption_from_names
 from sketchkit.types import Sketch
 
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+
 __all__ = ["SUPPORTED_SUFFIXES", "caption_from_names", "detect_format", "iter_quickdraw", "read_caption_file",
            "read_sketch"]
 
@@ -62,7 +64,7 @@ def _text_head(data: bytes, size: int = 1024) -> str:
 
 
 def detect_format(data: bytes, suffix: str = "") -> str | None:
-    """'svg', 'json', 'npy' or 'bitmap' from the content, else from the suffix, else None."""
+    """'svg', 'json', 'npy', 'h5' (sketchkit results) or 'bitmap' from the content, else from the suffix, else None."""
     from sketchkit.io.bitmap import JPEG_MAGIC, PNG_MAGIC
     from sketchkit.io.fscoco import NPY_MAGIC
 
@@ -70,6 +72,8 @@ def detect_format(data: bytes, suffix: str = "") -> str | None:
         return "bitmap"
     if data.startswith(NPY_MAGIC):
         return "npy"
+    if data.startswith(HDF5_MAGIC):
+        return "h5"
     head = _text_head(data).lstrip()
     if head.startswith("<"):
         return "svg"
@@ -122,6 +126,10 @@ def _read_json(data: bytes, path) -> Sketch:
         raise InputError(f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})", path) from None
     except RecursionError:
         raise InputError("not valid JSON (nested too deeply)", path) from None
+    from sketchkit.io.result_json import is_result_document, read_result_json
+
+    if is_result_document(doc):
+        return read_result_json(doc, path)
     return read_json_document(doc, path)
 
 
@@ -136,6 +144,10 @@ def _read_format(fmt: str, data: bytes, path) -> Sketch:
         from sketchkit.io.fscoco import read_fscoco_npy
 
         return read_fscoco_npy(data, path)
+    if fmt == "h5":
+        from sketchkit.io.hdf5 import read_sketch_h5
+
+        return read_sketch_h5(path)
     from sketchkit.io.bitmap import read_bitmap
 
     return read_bitmap(data, path)

@@ -24,7 +24,7 @@ from sketchkit.results import check_result, result_sources, source_name
 from sketchkit.types import Raster, SegmentResult, Sketch, StrokeVotes, Transform
 
 H5_FORMAT = "sketchkit-results"
-H5_FORMAT_VERSION = 1
+H5_FORMAT_VERSION = 2  # 2: stroke_top (S, K) for any top-k (version 1 wrote stroke_top3); scoring/threshold
 
 _BIG = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
 
@@ -97,7 +97,8 @@ def _write_h5_sketch(group, result: SegmentResult, index: int) -> None:
     group.create_dataset("labels", data=list(result.labels), dtype=text)
     group.create_dataset("stroke_labels", data=np.asarray(result.votes.labels, dtype=np.int32))
     group.create_dataset("stroke_confidence", data=np.asarray(result.votes.confidence, dtype=np.float32))
-    group.create_dataset("stroke_top3", data=np.asarray(result.votes.top3, dtype=np.int32).reshape(-1, 3))
+    top = np.asarray(result.votes.top, dtype=np.int32)
+    group.create_dataset("stroke_top", data=top.reshape(len(top), -1))
     f16 = np.finfo(np.float16).max
     group.create_dataset("scores", data=np.clip(result.scores, -f16, f16).astype(np.float16), **_BIG)
     group.create_dataset("pixel_labels", data=result.pixel_labels.astype(np.int32), **_BIG)
@@ -126,7 +127,7 @@ class StoredResult:
     stroke_widths:     (S,) float64 or None.   gt_labels: per-stroke names (None = unlabelled) or None.
     instance_ids:      (S,) int64 or None.
     labels:            the C class names.      stroke_labels (S,) int32, -1 = none.
-    stroke_confidence: (S,) float32.           stroke_top3 (S, 3) int32, -1 padded.
+    stroke_confidence: (S,) float32.           stroke_top (S, K) int32, -1 padded.
     scores:            (C, size, size) float32 (stored as float16).
     pixel_labels:      (size, size) int32, -1 = no ink.   stroke_ids (size, size) int32, -1 = no ink.
     raster:            (size, size) uint8, 255 = paper, 0 = ink.
@@ -147,7 +148,7 @@ class StoredResult:
     instance_ids: np.ndarray | None
     stroke_labels: np.ndarray
     stroke_confidence: np.ndarray
-    stroke_top3: np.ndarray
+    stroke_top: np.ndarray
     scores: np.ndarray
     pixel_labels: np.ndarray
     stroke_ids: np.ndarray
@@ -164,10 +165,24 @@ class StoredResult:
         """Rebuild the SegmentResult (image as float32 raster / 255, scores at float16 precision)."""
         raster = Raster(image=self.raster.astype(np.float32) / 255.0, stroke_ids=self.stroke_ids,
                         transform=self.transform)
-        votes = StrokeVotes(labels=self.stroke_labels, confidence=self.stroke_confidence, top3=self.stroke_top3)
+        votes = StrokeVotes(labels=self.stroke_labels, confidence=self.stroke_confidence, top=self.stroke_top)
         return SegmentResult(sketch=self.to_sketch(), raster=raster, labels=self.labels, scores=self.scores,
                              pixel_labels=self.pixel_labels, votes=votes, model=self.model, threshold=self.threshold,
                              scoring=self.scoring)
+
+
+def read_sketch_h5(path: str | os.PathLike, index: int = 0) -> Sketch:
+    """Sketch `index` of a results file with its *predicted* labels as the sketch's labels (as the labelled
+    SVG and the result JSON read back), so `convert results.h5 out.svg` draws what the model said."""
+    stored = read_results_h5(path)
+    if not stored:
+        raise InputError("the results file holds no sketches", path)
+    item = stored[index]
+    labels = tuple(item.labels[c] if c >= 0 else None for c in item.stroke_labels)
+    sketch = item.to_sketch()
+    return Sketch(strokes=sketch.strokes, width=sketch.width, height=sketch.height, stroke_widths=sketch.stroke_widths,
+                  labels=labels if any(n is not None for n in labels) else None, instance_ids=sketch.instance_ids,
+                  caption=sketch.caption, source=sketch.source)
 
 
 def decode_text(value) -> str:
@@ -249,7 +264,7 @@ def _read_h5_sketch(group, path: Path) -> StoredResult:
         instance_ids=None if instances is None else instances.astype(np.int64),
         stroke_labels=need("stroke_labels").astype(np.int32),
         stroke_confidence=need("stroke_confidence").astype(np.float32),
-        stroke_top3=need("stroke_top3").astype(np.int32),
+        stroke_top=(need("stroke_top") if "stroke_top" in group else need("stroke_top3")).astype(np.int32),
         scores=need("scores").astype(np.float32),
         pixel_labels=need("pixel_labels").astype(np.int32),
         stroke_ids=need("stroke_ids").astype(np.int32),

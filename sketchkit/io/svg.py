@@ -708,10 +708,26 @@ def read_svg(data: bytes, path) -> Sketch:
     labels = [label for label, keep in zip(shapes.labels, drawn) if keep]
     instances = np.asarray(shapes.instances, dtype=np.int64)[drawn]
     caption = meta.get("caption") if isinstance(meta.get("caption"), str) and meta["caption"].strip() else None
+    recorded = _metadata_canvas(meta)
+    if recorded and box and box[0] == 0 and box[1] == 0:  # sketchkit's own SVG: the viewBox also holds the legend
+        width, height = recorded
+    order = _written_order([e for e, keep in zip(shapes.elements, drawn) if keep])
+    if order is not None:  # sketchkit's own SVG groups strokes in layers by label: restore their order
+        strokes, widths, instances = [strokes[i] for i in order], widths[order], instances[order]
+        labels = [labels[i] for i in order]
     return build_sketch(strokes, path, width=width, height=height,
                         labels=labels if any(label is not None for label in labels) else None,
                         instance_ids=instances if (instances >= 0).any() else None,
                         caption=caption, stroke_widths=widths)
+
+
+def _written_order(elements) -> np.ndarray | None:
+    """When every drawn element carries a distinct `data-stroke` index 0..S-1 (sketchkit's labelled SVG),
+    the permutation that puts the strokes back in that order; else None (document order stands)."""
+    indices = [_int_or_none(e.attrib.get("data-stroke")) for e in elements]
+    if any(i is None for i in indices) or sorted(indices) != list(range(len(indices))):
+        return None
+    return np.argsort(np.asarray(indices))
 
 
 @lru_cache(maxsize=256)

@@ -1,6 +1,14 @@
-"""The labelled SVG writer (the reader is sketchkit.io.svg): one `<path>` per stroke in the sketch's own
-canvas units, coloured by predicted label, with the label, stroke index, instance and confidence as
-data attributes, JSON metadata, and a legend group `data-sketchkit="legend"` that the reader skips.
+"""The labelled SVG writer (the reader is sketchkit.io.svg).
+
+- One `<path>` per stroke in the sketch's own canvas units, coloured by predicted label (`--palette`),
+  with `data-label`, `data-stroke` (its index), `data-instance`, `data-confidence`, and the source
+  element's id as `data-source-id` (also as `id` when that id names one stroke only).
+- One Inkscape layer per label (`<g inkscape:groupmode="layer" inkscape:label="tree">`, unlabelled
+  strokes in a layer "unlabelled"), so Inkscape lists the categories as layers.
+- JSON metadata in `<metadata>` (caption, labels, canvas, model and weights, scoring, threshold,
+  skipped input elements); a legend group `data-sketchkit="legend"` to the right of the canvas (the
+  viewBox is widened for it, so it never covers the drawing; its size follows the canvas), which
+  the reader skips. The root width/height keep the source's units when it declared them.
 
 Coordinates are written in fixed point with at most 6 decimals, trailing zeros stripped ("395",
 "179.703125"): the round-trip error is at most 5e-7 canvas units, and multiples of 1/64 (all FrISS
@@ -18,11 +26,13 @@ import numpy as np
 
 import sketchkit
 from sketchkit.raster import default_line_width
-from sketchkit.render import class_color
+from sketchkit.render import DEFAULT_PALETTE, GREY, Palette
 from sketchkit.results import label_counts, plain_number, provenance, source_name
 from sketchkit.types import SegmentResult
 
 SVG_DECIMALS = 6
+UNLABELLED_LAYER = "unlabelled"
+_XML_ID = re.compile(r"^[A-Za-z_][\w.-]*$")
 
 
 _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
@@ -73,81 +83,109 @@ def svg_stroke_widths(result: SegmentResult) -> np.ndarray:
     return np.where(np.isfinite(widths) & (widths > 0), widths, fallback)
 
 
-def _svg_legend(result: SegmentResult, counts: dict[str, int]) -> list[str]:
-    """Top-right legend: one swatch + 'label (n)' line per label that has strokes."""
+_LENGTH = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([a-z]*)\s*$")
+INKSCAPE_NS = "http://www.inkscape.org/namespaces/inkscape"
+SODIPODI_NS = "http://sodipodi.sourceforge.net/DTD/sodipodi-0.dtd"
+
+
+def _legend(result: SegmentResult, counts: dict[str, int], colors: list[str]) -> tuple[list[str], float]:
+    """A legend panel to the right of the canvas (x >= width, so it never covers the drawing): one swatch
+    + 'label (n)' line per label that has strokes; its size scales with the canvas. Returns (lines, panel width)."""
     sketch = result.sketch
     entries = []
     for name, count in counts.items():
-        if count == 0:
-            continue
-        index = result.labels.index(name) if name in result.labels else -1
-        entries.append((name, count, class_color(result.labels, index)))
+        if count:
+            index = result.labels.index(name) if name in result.labels else -1
+            entries.append((f"{name} ({count})", colors[index] if index >= 0 else GREY))
     if not entries:
-        return ['<g id="legend" data-sketchkit="legend"/>']
-    font = max(sketch.width, sketch.height) / 60.0
+        return ['<g id="legend" data-sketchkit="legend"/>'], 0.0
+    font = min(max(sketch.width, sketch.height) / 40.0, sketch.height / (1.4 * len(entries) + 1.0))
     row, pad = 1.4 * font, 0.5 * font
-    texts = [f"{name} ({count})" for name, count, _ in entries]
-    box_w = pad * 3 + font + 0.6 * font * max(len(t) for t in texts)
-    box_h = pad * 2 + row * len(entries)
-    x0, y0 = sketch.width - box_w - pad, pad
-    lines = ['<g id="legend" data-sketchkit="legend" font-family="sans-serif" '
-             f'font-size="{_num(font, 2)}">',
-             f'<rect x="{_num(x0, 2)}" y="{_num(y0, 2)}" width="{_num(box_w, 2)}" height="{_num(box_h, 2)}" '
-             'fill="#ffffff" fill-opacity="0.85" stroke="#999999" stroke-width="1"/>']
-    for k, ((name, _, color), label_text) in enumerate(zip(entries, texts)):
-        top = y0 + pad + k * row
-        lines.append(f'<rect x="{_num(x0 + pad, 2)}" y="{_num(top + 0.2 * font, 2)}" width="{_num(font, 2)}" '
-                     f'height="{_num(font, 2)}" fill="{color}"/>')
-        lines.append(f'<text x="{_num(x0 + 2 * pad + font, 2)}" y="{_num(top + 1.05 * font, 2)}" '
-                     f'fill="#222222">{_text(label_text)}</text>')
+    panel = pad * 4 + font + 0.6 * font * max(len(text) for text, _ in entries)
+    x0 = sketch.width + pad
+    lines = [f'<g id="legend" data-sketchkit="legend" font-family="sans-serif" font-size="{_num(font, 3)}">',
+             f'<rect x="{_num(x0, 3)}" y="{_num(pad, 3)}" width="{_num(panel - 2 * pad, 3)}" '
+             f'height="{_num(pad * 2 + row * len(entries), 3)}" fill="#ffffff" stroke="#999999" '
+             f'stroke-width="{_num(font / 12, 3)}"/>']
+    for k, (text, color) in enumerate(entries):
+        top = 2 * pad + k * row
+        lines.append(f'<rect x="{_num(x0 + pad, 3)}" y="{_num(top + 0.2 * font, 3)}" width="{_num(font, 3)}" '
+                     f'height="{_num(font, 3)}" fill="{color}"/>')
+        lines.append(f'<text x="{_num(x0 + 2 * pad + font, 3)}" y="{_num(top + 1.05 * font, 3)}" '
+                     f'fill="#222222">{_text(text)}</text>')
     lines.append("</g>")
-    return lines
+    return lines, panel
 
 
-def result_to_svg(result: SegmentResult) -> str:
+def _root_size(sketch, view_width: float) -> tuple[str, str]:
+    """Root width/height: the source's declared size with its units (the width stretched by the legend
+    panel in the same unit), else the canvas numbers."""
+    if sketch.display_size is not None:
+        parsed = [_LENGTH.match(str(v)) for v in sketch.display_size]
+        if all(parsed) and all(m.group(2) != "%" for m in parsed):
+            (w, wu), (h, hu) = ((float(m.group(1)), m.group(2)) for m in parsed)
+            return f"{_num(w * view_width / sketch.width)}{wu}", f"{_num(h)}{hu}"
+    return _num(view_width), _num(sketch.height)
+
+
+def _path_element(result: SegmentResult, i: int, points, color: str, width: float, unique_ids: set) -> str:
+    sketch, label = result.sketch, int(result.votes.labels[i])
+    name = result.stroke_label_names[i]
+    confidence = float(result.votes.confidence[i])
+    attrs = []
+    source_id = sketch.source_ids[i] if sketch.source_ids is not None else None
+    if source_id is not None:
+        if source_id in unique_ids:
+            attrs.append(f"id={_attr(source_id)}")
+        attrs.append(f"data-source-id={_attr(source_id)}")
+    if label >= 0:
+        attrs.append(f"data-label={_attr(name)}")
+    attrs.append(f'data-stroke="{i}"')
+    if sketch.instance_ids is not None and sketch.instance_ids[i] >= 0:
+        attrs.append(f'data-instance="{int(sketch.instance_ids[i])}"')
+    title = name
+    if label >= 0 and math.isfinite(confidence):
+        attrs.append(f'data-confidence="{_num(confidence, 3)}"')
+        title = f"{name} ({confidence * 100:.0f}%)"
+    attrs.append(f"class={_attr('sk-stroke sk-label-' + _slug(name))}")
+    return (f'<path d="{_path_data(points)}" {" ".join(attrs)} fill="none" stroke="{color}" '
+            f'stroke-width="{_num(width, 3)}" stroke-linecap="round" stroke-linejoin="round">'
+            f"<title>{_text(title)}</title></path>")
+
+
+def result_to_svg(result: SegmentResult, palette: Palette | None = None) -> str:
     """The labelled SVG document as text (UTF-8 declared). See the module docstring for the contract."""
     sketch = result.sketch
-    width, height = _num(sketch.width), _num(sketch.height)
+    colors = (palette or DEFAULT_PALETTE).colors(result.labels)
     metadata = {"sketchkit": {
-        "version": sketchkit.__version__,
-        "caption": sketch.caption,
-        "labels": list(result.labels),
-        "canvas": [plain_number(sketch.width), plain_number(sketch.height)],
-        **provenance(result),
+        "version": sketchkit.__version__, "caption": sketch.caption, "labels": list(result.labels),
+        "canvas": [plain_number(sketch.width), plain_number(sketch.height)], **provenance(result),
         "source": sketch.source,
     }}
-    names = result.stroke_label_names
-    labels = np.asarray(result.votes.labels)
-    confidence = np.asarray(result.votes.confidence, dtype=np.float64)
+    legend, panel = _legend(result, label_counts(result), colors)
+    view_width = sketch.width + panel
+    root_w, root_h = _root_size(sketch, view_width)
+    ids = [i for i in (sketch.source_ids or ()) if i is not None]
+    unique_ids = {i for i in ids if ids.count(i) == 1 and _XML_ID.match(i)}
     widths = svg_stroke_widths(result)
-    instances = sketch.instance_ids
+    labels = np.asarray(result.votes.labels)
     lines = [
         '<?xml version="1.0" encoding="UTF-8"?>',
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}">',
+        f'<svg xmlns="http://www.w3.org/2000/svg" xmlns:inkscape="{INKSCAPE_NS}" xmlns:sodipodi="{SODIPODI_NS}" '
+        f'width="{root_w}" height="{root_h}" viewBox="0 0 {_num(view_width)} {_num(sketch.height)}">',
         f"<title>{_text(source_name(sketch) + ' - ' + (result.model or 'sketchkit'))}</title>",
         f"<metadata>{_text(json.dumps(metadata, ensure_ascii=False, allow_nan=False))}</metadata>",
-        '<g id="strokes">',
+        '<sodipodi:namedview inkscape:current-layer="layer-0"/>',
     ]
-    for i, points in enumerate(sketch.strokes):
-        attrs = []
-        if labels[i] >= 0:
-            attrs.append(f"data-label={_attr(names[i])}")
-        attrs.append(f'data-stroke="{i}"')
-        if instances is not None and instances[i] >= 0:
-            attrs.append(f'data-instance="{int(instances[i])}"')
-        title = names[i]
-        if labels[i] >= 0 and math.isfinite(confidence[i]):
-            attrs.append(f'data-confidence="{_num(confidence[i], 3)}"')
-            title = f"{names[i]} ({confidence[i] * 100:.0f}%)"
-        attrs.append(f"class={_attr('sk-stroke sk-label-' + _slug(names[i]))}")
-        lines.append(
-            f'<path d="{_path_data(points)}" {" ".join(attrs)} fill="none" '
-            f'stroke="{class_color(result.labels, int(labels[i]))}" stroke-width="{_num(widths[i], 3)}" '
-            f'stroke-linecap="round" stroke-linejoin="round"><title>{_text(title)}</title></path>'
-        )
-    lines.append("</g>")
-    lines.extend(_svg_legend(result, label_counts(result)))
+    layers = [(c, result.labels[c]) for c in range(len(result.labels))] + [(-1, UNLABELLED_LAYER)]
+    for number, (c, name) in enumerate(layers):
+        members = np.flatnonzero(labels == c) if c >= 0 else np.flatnonzero(labels < 0)
+        if not len(members):
+            continue
+        lines.append(f'<g id="layer-{number}" inkscape:groupmode="layer" inkscape:label={_attr(name)}>')
+        color = colors[c] if c >= 0 else GREY
+        lines += [_path_element(result, i, sketch.strokes[i], color, widths[i], unique_ids) for i in members]
+        lines.append("</g>")
+    lines.extend(legend)
     lines.append("</svg>")
     return "\n".join(lines) + "\n"
-
