@@ -117,6 +117,59 @@ def create_clip(architecture: str) -> nn.Module:
     return open_clip.create_model(architecture, pretrained=None)
 
 
+def openai_state_sizes(state: dict) -> dict:
+    """Sizes implied by an OpenAI-format CLIP state dict, derived as OpenAI's and the reference code's
+    `build_model` do (and open_clip's `build_model_from_openai_state_dict`): vision and text heads =
+    width // 64. Keys: vision_width, vision_layers, vision_heads, patch, image_size, embed_dim,
+    context_length, vocab_size, text_width, text_heads, text_layers. KeyError when a key is missing."""
+    vision_width = int(state["visual.conv1.weight"].shape[0])
+    patch = int(state["visual.conv1.weight"].shape[-1])
+    grid = round((state["visual.positional_embedding"].shape[0] - 1) ** 0.5)
+    text_width = int(state["ln_final.weight"].shape[0])
+    return {
+        "vision_width": vision_width,
+        "vision_layers": len([k for k in state if k.startswith("visual.") and k.endswith(".attn.in_proj_weight")]),
+        "vision_heads": vision_width // 64,
+        "patch": patch,
+        "image_size": patch * grid,
+        "embed_dim": int(state["text_projection"].shape[1]),
+        "context_length": int(state["positional_embedding"].shape[0]),
+        "vocab_size": int(state["token_embedding.weight"].shape[0]),
+        "text_width": text_width,
+        "text_heads": text_width // 64,
+        "text_layers": len({k.split(".")[2] for k in state if k.startswith("transformer.resblocks.")}),
+    }
+
+
+def create_clip_for_sizes(sizes: dict) -> nn.Module:
+    """An open_clip CLIP (QuickGELU, float32, open_clip's random init) of `openai_state_sizes` sizes:
+    the network OpenAI's state dicts describe (for ViT-B/16 the same as `ViT-B-16-quickgelu`)."""
+    from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
+
+    vision = CLIPVisionCfg(layers=sizes["vision_layers"], width=sizes["vision_width"],
+                           head_width=sizes["vision_width"] // sizes["vision_heads"], patch_size=sizes["patch"],
+                           image_size=sizes["image_size"])
+    text = CLIPTextCfg(context_length=sizes["context_length"], vocab_size=sizes["vocab_size"], width=sizes["text_width"],
+                       heads=sizes["text_heads"], layers=sizes["text_layers"])
+    return CLIP(sizes["embed_dim"], vision_cfg=vision, text_cfg=text, quick_gelu=True)
+
+
+def model_config(architecture: str) -> dict | None:
+    """open_clip's config dict of a known architecture (sizes), or None."""
+    import open_clip
+
+    return open_clip.get_model_config(architecture)
+
+
+@lru_cache(maxsize=None)
+def openai_tokenizer(context_length: int = 77):
+    """OpenAI CLIP's byte-pair tokenizer (open_clip's SimpleTokenizer: ftfy + whitespace clean,
+    lower case, start/end tokens, zero padding to `context_length`)."""
+    from open_clip.tokenizer import SimpleTokenizer
+
+    return SimpleTokenizer(context_length=context_length)
+
+
 @lru_cache(maxsize=None)
 def tokenizer(architecture: str):
     import open_clip
