@@ -10,7 +10,9 @@ release that moves these internals fails that test loudly instead of giving wron
 Parts used (checkpoint names, which open_clip keeps stable for weight loading):
 `visual.conv1`, `class_embedding`, `positional_embedding`, `ln_pre`, `transformer.resblocks[i]`
 (`ln_1`, `attn` as nn.MultiheadAttention with a packed `in_proj_weight`/`in_proj_bias` and
-`out_proj`, `ls_1`, `ln_2`, `mlp`, `ls_2`), `ln_post`, `proj`, and the model's `encode_text`.
+`out_proj`, `ls_1`, `ln_2`, `mlp`, `ls_2`), `ln_post`, `proj`, and the model's `encode_text`; for the
+reference mode, the text tower's `token_embedding`, `positional_embedding`, `transformer`, `attn_mask`,
+`ln_final`, `text_projection` (`encode_text_prefix`) and `open_clip.model.CLIP` with its config classes.
 """
 
 from __future__ import annotations
@@ -97,6 +99,26 @@ def mlp_residual(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
 def attention_parameter_names(block_prefix: str) -> tuple[str, ...]:
     """State-dict names of a block's attention projections under `block_prefix` ('...resblocks.6')."""
     return tuple(f"{block_prefix}.attn.{n}" for n in ("in_proj_weight", "in_proj_bias", "out_proj.weight", "out_proj.bias"))
+
+
+def encode_text_prefix(clip: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+    """`clip.encode_text(tokens)` (not normalised), computed on the first L = max(eot) + 1 positions only.
+
+    With the causal mask, a position sees only earlier ones, and the argmax (end-of-text) token's
+    output does not depend on the padding after it; short prompts (CLIP Surgery's templates, about
+    15 tokens of 77) then cost a fraction of the full context. Equal to open_clip's encode_text up
+    to float rounding (`tests/test_openclip_seam.py`); models without a causal mask or argmax
+    pooling take open_clip's path."""
+    mask = getattr(clip, "attn_mask", None)
+    if mask is None or getattr(clip, "text_pool_type", None) != "argmax" or tokens.shape[0] == 0:
+        return clip.encode_text(tokens, normalize=False)
+    length = int(tokens.argmax(dim=-1).max()) + 1
+    text = tokens[:, :length]
+    cast_dtype = clip.transformer.get_cast_dtype()
+    x = clip.token_embedding(text).to(cast_dtype) + clip.positional_embedding[:length].to(cast_dtype)
+    x = clip.ln_final(clip.transformer(x, attn_mask=mask[:length, :length]))
+    x = x[torch.arange(x.shape[0], device=x.device), text.argmax(dim=-1)]
+    return clip.text_projection(x) if isinstance(clip.text_projection, nn.Linear) else x @ clip.text_projection
 
 
 # ---- factory -------------------------------------------------------------------------------------

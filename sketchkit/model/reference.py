@@ -219,7 +219,7 @@ class ReferenceModel(nn.Module):
     def encode_text_raw(self, texts: list[str]) -> torch.Tensor:
         """texts -> (n, E) text embeddings as `encode_text` returns them (not normalised)."""
         tokens = seam.openai_tokenizer(self.sizes.context_length)(texts).to(self.device)
-        return self.encoder.clip.encode_text(tokens, normalize=False).float()
+        return seam.encode_text_prefix(self.encoder.clip, tokens).float()
 
 
 def reference_sizes(base_sizes: dict, *, num_prompts: int, ca_width: int, ca_d_ff: int, ca_heads: int = CA_HEADS) -> ReferenceSizes:
