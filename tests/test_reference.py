@@ -339,6 +339,14 @@ def test_features_maps_labels_and_metrics_reproduce_test_py(imported, scenes, fi
         assert (to_global[prediction.stroke_labels] == z["pred_strokes"]).mean() >= 0.9, name
         for ours, key in ((score.acc_p, "pixel_accuracy"), (score.acc_s, "stroke_accuracy"), (score.miou, "miou")):
             assert abs(ours - float(z[key])) <= 0.01, (name, key)
+    # the one-shot function gives the scorer's prediction
+    from sketchkit.reference import reference_predict
+
+    z, sketch = scenes["scene_1class"]
+    view = reference_input(sketch)
+    once = reference_predict(model, view, ["airplane"])
+    assert np.array_equal(once.pixel_labels, scorer.predict(view, ["airplane"]).pixel_labels)
+    assert (once.ink_labels(view)[view.ink] == 0).all() and (once.ink_labels(view)[~view.ink] == -1).all()
 
 
 def test_metrics_on_the_references_own_predictions_are_exact(scenes):

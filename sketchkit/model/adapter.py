@@ -56,22 +56,34 @@ def read_adapter(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     """(tensors, config) of an adapter file; WeightsError for anything else."""
     from safetensors import safe_open
 
+    config = read_adapter_config(path)
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as exc:
+        raise WeightsError(f"{path} is not a safetensors adapter ({type(exc).__name__})") from None
+    return tensors, config
+
+
+def read_adapter_config(path: str | Path) -> dict:
+    """The config of an adapter or imported model without reading its tensors (`origin` says which:
+    "reference" for `import_checkpoint`'s files, absent for sketchkit's own adapters)."""
+    from safetensors import safe_open
+
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"adapter not found: {path}")
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as exc:
         raise WeightsError(f"{path} is not a safetensors adapter ({type(exc).__name__})") from None
     if ADAPTER_KEY not in meta:
         raise WeightsError(f"{path} is a safetensors file but not a sketchkit adapter (no '{ADAPTER_KEY}' metadata)")
     try:
-        config = json.loads(meta[ADAPTER_KEY])
+        return json.loads(meta[ADAPTER_KEY])
     except json.JSONDecodeError:
         raise WeightsError(f"{path}: adapter config is not valid JSON") from None
-    return tensors, config
 
 
 def load_adapter(model: SketchCLIP, path: str | Path) -> dict:

@@ -46,7 +46,7 @@ import torch
 from .. import __version__
 from ..errors import WeightsError
 from . import openclip_seam as seam
-from .adapter import ADAPTER_KEY, read_adapter
+from .adapter import ADAPTER_KEY, read_adapter, read_adapter_config
 from .reference import CA_HEADS, DUAL_BLOCKS, ReferenceModel, ReferenceSizes, reference_sizes
 from .weights import fingerprint, read_state_dict
 
@@ -358,10 +358,9 @@ def _load_stored(model: ReferenceModel, stored: dict[str, torch.Tensor], path) -
 def is_reference_file(path: str | Path) -> bool:
     """Whether `path` is an imported reference model (a safetensors file with origin "reference")."""
     try:
-        _, config = read_adapter(path)
+        return read_adapter_config(path).get("origin") == ORIGIN
     except WeightsError:
         return False
-    return config.get("origin") == ORIGIN
 
 
 def load_reference_model(path: str | Path, *, backbone: str | None = None, weights: str | Path | None = None,

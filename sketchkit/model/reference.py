@@ -179,6 +179,7 @@ class ReferenceModel(nn.Module):
         if sizes.vision_layers != REFERENCE_BLOCKS:
             raise ValueError(f"the reference runs its cross-attention after block {REFERENCE_BLOCKS} of a "
                              f"{REFERENCE_BLOCKS}-block tower; this one has {sizes.vision_layers}")
+        # clip_model only names SketchCLIP's own tokenizer (OpenAI's BPE); the reference's text path is encode_text_raw
         config = BackboneConfig(name=backbone, clip_model="ViT-B-16-quickgelu", pretrained=None,
                                 num_prompts=sizes.num_prompts, dual_blocks=DUAL_BLOCKS, taps=(),
                                 description="reference architecture (imported checkpoint)")

@@ -52,7 +52,7 @@ SIDE = 512
 INPUT_SIZE = 224
 """Side of the model input (`models/clip.py` `_transform(224)`)."""
 
-_SAFE_MINOR = 1 << 30  # below this, 2 * minor * step + major fits int64 without overflow
+_INT64_SAFE_LENGTH = 1 << 30  # segments shorter than this: 2 * minor * step + major fits int64
 
 
 # ---------------------------------------------------------------------------------------- frames
@@ -151,7 +151,7 @@ def bresenham_segments(starts: np.ndarray, ends: np.ndarray, *, clip: int | None
     first = np.cumsum(counts) - counts
     t = low[segment] + (np.arange(total, dtype=np.int64) - first[segment])
     big, mj = minor[segment], major[segment]
-    if total and int(major.max(initial=0)) >= _SAFE_MINOR:  # exact integer arithmetic without overflow
+    if total and int(major.max(initial=0)) >= _INT64_SAFE_LENGTH:  # exact integer arithmetic without overflow
         step = np.array([(2 * int(b) * int(s) + int(m)) // (2 * int(m)) if m else 0
                          for b, s, m in zip(big, t, mj)], dtype=np.int64)
     else:
