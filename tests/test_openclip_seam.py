@@ -49,3 +49,24 @@ def test_layout_reads_sizes_from_the_modules(tiny_encoder):
     assert lay.blocks == 12 and lay.width == tiny_encoder.prompts.shape[1]
     assert lay.embed_dim == tiny_encoder.clip.visual.output_dim
     assert tiny_encoder.input_size == 224
+
+
+def test_text_on_the_causal_prefix_equals_open_clip_encode_text(tiny_encoder):
+    clip = tiny_encoder.clip
+    tokens = seam.openai_tokenizer(77)(["a", "a photo of the hard to see hot dog.", "there is a tree in the scene."])
+    with torch.no_grad():
+        torch.testing.assert_close(seam.encode_text_prefix(clip, tokens), clip.encode_text(tokens), atol=1e-5, rtol=1e-5)
+
+
+def test_clip_from_an_openai_state_dict_takes_its_sizes_from_the_weights():
+    """Sizes come from the tensors, heads = width // 64 as OpenAI's build_model (width 128: 2 heads)."""
+    from sketchkit.model.factory import clip_from_openai_state
+
+    sizes = {"vision_width": 128, "vision_layers": 3, "vision_heads": 2, "patch": 32, "image_size": 64,
+             "embed_dim": 32, "context_length": 77, "vocab_size": 49408, "text_width": 64, "text_heads": 1,
+             "text_layers": 2}
+    state = seam.create_clip_for_sizes(sizes).state_dict()
+    assert seam.openai_state_sizes(state) == sizes
+    rebuilt = clip_from_openai_state(state)
+    assert seam.layout(rebuilt.visual).heads == 2 and seam.layout(rebuilt.visual).grid == (2, 2)
+    assert all(torch.equal(v, rebuilt.state_dict()[k]) for k, v in state.items())

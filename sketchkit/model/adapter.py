@@ -58,7 +58,8 @@ def read_adapter(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
 
 
 def read_adapter_config(path: str | Path) -> dict:
-    """The JSON config of an adapter file (its safetensors metadata), without reading its tensors."""
+    """The config of an adapter or imported model without reading its tensors (`origin` says which:
+    "reference" for `import_checkpoint`'s files, absent for sketchkit's own adapters)."""
     return _read(path, with_tensors=False)[1]
 
 
@@ -92,6 +93,9 @@ def _parse_config(meta: dict, path: Path) -> dict:
 def load_adapter(model: SketchCLIP, path: str | Path) -> dict:
     """Load adapter weights into `model` in place; returns the adapter config."""
     tensors, config = read_adapter(path)
+    if config.get("origin", "sketchkit") != "sketchkit":
+        raise WeightsError(f"{path} is an imported {config['origin']} model, not an adapter: load it with "
+                           "sketchkit.model.import_checkpoint.load_reference_model")
     if config.get("adapter_format") != ADAPTER_FORMAT:
         raise WeightsError(f"{path} is adapter format {config.get('adapter_format', 1)}; this sketchkit reads format "
                            f"{ADAPTER_FORMAT} (prompts before ln_pre): retrain it, or import the reference checkpoint again")

@@ -94,6 +94,22 @@ def create_encoder(
     return model.eval().to(device)
 
 
+def clip_from_openai_state(state: dict, path=None) -> torch.nn.Module:
+    """An open_clip CLIP built with the sizes an OpenAI-format state dict implies (heads = width // 64,
+    as OpenAI's and the reference code's `build_model`), holding those weights in float32, eval mode.
+
+    For ViT-B/16 this is the network of the `ViT-B-16` backbone; for other sizes (the reference fixture's
+    width-64, one-head model) no backbone config is needed. WeightsError when the dict is not a CLIP."""
+    try:
+        sizes = seam.openai_state_sizes(state)
+    except (KeyError, IndexError) as exc:
+        raise WeightsError(f"{path or 'the base weights'} is not an OpenAI-format CLIP state dict (no {exc})") from None
+    with torch.random.fork_rng(devices=[]), quiet_logs(), _SkipRandomFill():
+        clip = seam.create_clip_for_sizes(sizes)
+    load_backbone_weights(clip, state, path)
+    return clip.float().eval()
+
+
 def load_backbone_weights(clip: torch.nn.Module, state: dict, path) -> None:
     """Load an open_clip CLIP state dict (also accepts keys saved from a SketchCLIP, 'clip.' prefixed)."""
     if all(k.startswith("clip.") for k in state):

@@ -10,7 +10,9 @@ release that moves these internals fails that test loudly instead of giving wron
 Parts used (checkpoint names, which open_clip keeps stable for weight loading):
 `visual.conv1`, `class_embedding`, `positional_embedding`, `ln_pre`, `transformer.resblocks[i]`
 (`ln_1`, `attn` as nn.MultiheadAttention with a packed `in_proj_weight`/`in_proj_bias` and
-`out_proj`, `ls_1`, `ln_2`, `mlp`, `ls_2`), `ln_post`, `proj`, and the model's `encode_text`.
+`out_proj`, `ls_1`, `ln_2`, `mlp`, `ls_2`), `ln_post`, `proj`, and the model's `encode_text`; for the
+reference mode, the text tower's `token_embedding`, `positional_embedding`, `transformer`, `attn_mask`,
+`ln_final`, `text_projection` (`encode_text_prefix`) and `open_clip.model.CLIP` with its config classes.
 """
 
 from __future__ import annotations
@@ -99,6 +101,26 @@ def attention_parameter_names(block_prefix: str) -> tuple[str, ...]:
     return tuple(f"{block_prefix}.attn.{n}" for n in ("in_proj_weight", "in_proj_bias", "out_proj.weight", "out_proj.bias"))
 
 
+def encode_text_prefix(clip: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+    """`clip.encode_text(tokens)` (not normalised), computed on the first L = max(eot) + 1 positions only.
+
+    With the causal mask, a position sees only earlier ones, and the argmax (end-of-text) token's
+    output does not depend on the padding after it; short prompts (CLIP Surgery's templates, about
+    15 tokens of 77) then cost a fraction of the full context. Equal to open_clip's encode_text up
+    to float rounding (`tests/test_openclip_seam.py`); models without a causal mask or argmax
+    pooling take open_clip's path."""
+    mask = getattr(clip, "attn_mask", None)
+    if mask is None or getattr(clip, "text_pool_type", None) != "argmax" or tokens.shape[0] == 0:
+        return clip.encode_text(tokens, normalize=False)
+    length = int(tokens.argmax(dim=-1).max()) + 1
+    text = tokens[:, :length]
+    cast_dtype = clip.transformer.get_cast_dtype()
+    x = clip.token_embedding(text).to(cast_dtype) + clip.positional_embedding[:length].to(cast_dtype)
+    x = clip.ln_final(clip.transformer(x, attn_mask=mask[:length, :length]))
+    x = x[torch.arange(x.shape[0], device=x.device), text.argmax(dim=-1)]
+    return clip.text_projection(x) if isinstance(clip.text_projection, nn.Linear) else x @ clip.text_projection
+
+
 # ---- factory -------------------------------------------------------------------------------------
 
 
@@ -115,6 +137,59 @@ def create_clip(architecture: str) -> nn.Module:
     import open_clip
 
     return open_clip.create_model(architecture, pretrained=None)
+
+
+def openai_state_sizes(state: dict) -> dict:
+    """Sizes implied by an OpenAI-format CLIP state dict, derived as OpenAI's and the reference code's
+    `build_model` do (and open_clip's `build_model_from_openai_state_dict`): vision and text heads =
+    width // 64. Keys: vision_width, vision_layers, vision_heads, patch, image_size, embed_dim,
+    context_length, vocab_size, text_width, text_heads, text_layers. KeyError when a key is missing."""
+    vision_width = int(state["visual.conv1.weight"].shape[0])
+    patch = int(state["visual.conv1.weight"].shape[-1])
+    grid = round((state["visual.positional_embedding"].shape[0] - 1) ** 0.5)
+    text_width = int(state["ln_final.weight"].shape[0])
+    return {
+        "vision_width": vision_width,
+        "vision_layers": len([k for k in state if k.startswith("visual.") and k.endswith(".attn.in_proj_weight")]),
+        "vision_heads": vision_width // 64,
+        "patch": patch,
+        "image_size": patch * grid,
+        "embed_dim": int(state["text_projection"].shape[1]),
+        "context_length": int(state["positional_embedding"].shape[0]),
+        "vocab_size": int(state["token_embedding.weight"].shape[0]),
+        "text_width": text_width,
+        "text_heads": text_width // 64,
+        "text_layers": len({k.split(".")[2] for k in state if k.startswith("transformer.resblocks.")}),
+    }
+
+
+def create_clip_for_sizes(sizes: dict) -> nn.Module:
+    """An open_clip CLIP (QuickGELU, float32, open_clip's random init) of `openai_state_sizes` sizes:
+    the network OpenAI's state dicts describe (for ViT-B/16 the same as `ViT-B-16-quickgelu`)."""
+    from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
+
+    vision = CLIPVisionCfg(layers=sizes["vision_layers"], width=sizes["vision_width"],
+                           head_width=sizes["vision_width"] // sizes["vision_heads"], patch_size=sizes["patch"],
+                           image_size=sizes["image_size"])
+    text = CLIPTextCfg(context_length=sizes["context_length"], vocab_size=sizes["vocab_size"], width=sizes["text_width"],
+                       heads=sizes["text_heads"], layers=sizes["text_layers"])
+    return CLIP(sizes["embed_dim"], vision_cfg=vision, text_cfg=text, quick_gelu=True)
+
+
+def model_config(architecture: str) -> dict | None:
+    """open_clip's config dict of a known architecture (sizes), or None."""
+    import open_clip
+
+    return open_clip.get_model_config(architecture)
+
+
+@lru_cache(maxsize=None)
+def openai_tokenizer(context_length: int = 77):
+    """OpenAI CLIP's byte-pair tokenizer (open_clip's SimpleTokenizer: ftfy + whitespace clean,
+    lower case, start/end tokens, zero padding to `context_length`)."""
+    from open_clip.tokenizer import SimpleTokenizer
+
+    return SimpleTokenizer(context_length=context_length)
 
 
 @lru_cache(maxsize=None)

@@ -36,6 +36,11 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # any parse failure of a foreign file is the user's file problem
+        if "Weights only load failed" in str(exc):
+            detail = next((line.strip() for line in str(exc).splitlines() if "GLOBAL" in line), "")
+            raise WeightsError(f"cannot read weights {path}: it needs pickled Python objects besides tensors, which "
+                               f"sketchkit never unpickles (torch.load with weights_only=True{': ' + detail[:160] if detail else ''}); "
+                               "re-save it as a plain state dict of tensors") from None
         hint = ""
         if "TorchScript" in str(exc) or "constants.pkl" in str(exc):
             hint = " (a TorchScript archive such as OpenAI's ViT-B-16.pt is code, not weights; use open_clip's state dict)"
