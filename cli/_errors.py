@@ -18,6 +18,7 @@ HINT_FLAGS = {
     "threshold": "--threshold takes a value in [0, 1]",
     "vocabulary": "see `sketchkit labels`, or pass --vocab or --labels",
     "pickle": "pass --allow-pickle for trusted data only: it runs code from the file",
+    "data": "pass --data with sketch files or a folder",
 }
 """The CLI's words for the library's error hints (sketchkit.errors.HINTS): flags to use."""
 
