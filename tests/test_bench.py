@@ -400,6 +400,22 @@ def test_the_bench_pipeline_rows_and_segment_run_the_same_code(monkeypatch, tmp_
     np.testing.assert_allclose(ours.result.scores, bench_outcome.result.scores, rtol=1e-5, atol=1e-6)
 
 
+def test_render_prints_cells_and_notes_as_plain_text(capsys):
+    """Names, notes and commands may hold square brackets; Rich must not read them as markup."""
+    from sketchkit.cli.bench import render
+
+    report = BenchReport(
+        _environment(device_name="cpu [v2]"),
+        encoder=[_encoder_row(8, 0.5)],
+        startup=Startup(0.1, None, "python -m sketchkit.cli segment a[red].svg", 2.0, "m", note="segment: exit 1: [bold]x"),
+    )
+    report.goals = evaluate_goals(report)
+    render(report)
+    out = capsys.readouterr().out
+    for text in ("cpu [v2]", "a[red].svg", "[bold]x", "n/a", "5. goals"):
+        assert text in out, text
+
+
 def test_segmenters_built_with_compile_run_the_compiled_encoder():
     from sketchkit.inference import ModelSpec, build_segmenter
 
