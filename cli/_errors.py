@@ -19,6 +19,7 @@ HINT_FLAGS = {
     "vocabulary": "see `sketchkit labels`, or pass --vocab or --labels",
     "pickle": "pass --allow-pickle for trusted data only: it runs code from the file",
     "compile": "or leave out --compile",
+    "data": "pass --data with sketch files or a folder",
 }
 """The CLI's words for the library's error hints (sketchkit.errors.HINTS): flags to use."""
 

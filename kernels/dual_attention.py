@@ -9,9 +9,14 @@ with log2(e) folded into the scale) and an fp32 accumulator, flash-attention sty
 This file holds, as style.md asks for every kernel: the kernel, the launcher that checks its inputs before
 launching (`dual_attention_triton`, `vv_attention_triton`), the plain-PyTorch reference the eager path also uses
 (`dual_attention_ref`, `vv_attention_ref`), torch custom ops with fake and autograd registrations
-(`dual_attention`, `vv_attention`), and a benchmark under `__main__`:
+(`dual_attention`, `vv_attention`). Its benchmark is a section of `sketchkit bench` (sketchkit/bench/attention.py:
+fused vs eager vs one and two SDPA calls at the encoder's shape), which `__main__` runs:
 
-    python kernels/dual_attention.py      # CUDA only: fused vs eager vs SDPA, bf16, N=200 (`benchmark()`)
+    python kernels/dual_attention.py      # = sketchkit bench --sections attention (the fused column needs CUDA)
+
+Errors: the launchers raise ValueError, before launching anything, for inputs the kernel cannot take (shape,
+dtype, device, head dim, sizes past 32-bit offsets), and RuntimeError when triton is not installed. Choosing an
+implementation the user can act on (SKETCHKIT_VV_IMPL) is sketchkit.model.attention's job.
 
 Backward: there is no Triton backward. The custom ops' backward recomputes the attention probabilities from the
 saved q, k, v in fp32 with the reference math and applies the textbook softmax-attention gradient (one (N, N)
@@ -24,12 +29,8 @@ so `out.transpose(1, 2).reshape(B, N, H * D)` before the output projection is fr
 
 from __future__ import annotations
 
-from functools import partial
-
 import torch
 from torch import Tensor
-
-from sketchkit.errors import UsageError
 
 try:
     import triton
@@ -229,39 +230,40 @@ else:
 
 
 def _check_inputs(*tensors: Tensor) -> None:
-    """Raise UsageError, before any launch, for what the kernel cannot take. Uses metadata only (fake-tensor safe)."""
+    """Raise ValueError, before any launch, for what the kernel cannot take (RuntimeError without triton).
+    Uses metadata only (fake-tensor safe)."""
     if not TRITON_AVAILABLE:
-        raise UsageError("the fused attention kernel needs the `triton` package; install it or use impl='sdpa'")
+        raise RuntimeError("the fused attention kernel needs the `triton` package; install it or use impl='sdpa'")
     first = tensors[0]
     for t in tensors:
         if t.dim() != 4:
-            raise UsageError(
+            raise ValueError(
                 f"fused attention expects (batch, heads, tokens, head_dim) tensors, got shape {tuple(t.shape)}"
             )
         if t.shape != first.shape:
-            raise UsageError(f"q, k and v must have the same shape, got {[tuple(x.shape) for x in tensors]}")
+            raise ValueError(f"q, k and v must have the same shape, got {[tuple(x.shape) for x in tensors]}")
         if t.dtype != first.dtype or t.device != first.device:
             found = [(x.dtype, str(x.device)) for x in tensors]
-            raise UsageError(f"q, k and v must share dtype and device, got {found}")
+            raise ValueError(f"q, k and v must share dtype and device, got {found}")
     if first.dtype not in SUPPORTED_DTYPES:
-        raise UsageError(f"fused attention supports float32, float16 and bfloat16, got {first.dtype}")
+        raise ValueError(f"fused attention supports float32, float16 and bfloat16, got {first.dtype}")
     head_dim = first.shape[-1]
     if head_dim not in SUPPORTED_HEAD_DIMS:
-        raise UsageError(f"fused attention supports head dims {SUPPORTED_HEAD_DIMS}, got {head_dim}; use impl='sdpa'")
+        raise ValueError(f"fused attention supports head dims {SUPPORTED_HEAD_DIMS}, got {head_dim}; use impl='sdpa'")
     if KERNEL_INTERPRETED and first.dtype == torch.bfloat16:
-        raise UsageError("the Triton interpreter cannot do bf16 dots; use float32/float16 under TRITON_INTERPRET=1")
+        raise ValueError("the Triton interpreter cannot do bf16 dots; use float32/float16 under TRITON_INTERPRET=1")
     if first.device.type != "cuda" and not KERNEL_INTERPRETED:
-        raise UsageError(
+        raise ValueError(
             f"the Triton kernel runs on CUDA tensors, got a {first.device.type} tensor; use impl='sdpa' on CPU "
             "(TRITON_INTERPRET=1 before importing sketchkit runs the kernel in the slow interpreter, for tests)"
         )
     batch, heads = first.shape[:2]
     if batch * heads > MAX_GRID_Y:
-        raise UsageError(f"fused attention handles at most {MAX_GRID_Y} (batch x heads) pairs, got {batch * heads}")
+        raise ValueError(f"fused attention handles at most {MAX_GRID_Y} (batch x heads) pairs, got {batch * heads}")
     for t in tensors:
         last_offset = sum((size - 1) * abs(stride) for size, stride in zip(t.shape, t.stride()))
         if last_offset >= 2**31:
-            raise UsageError(
+            raise ValueError(
                 f"fused attention indexes with 32-bit offsets; a tensor spanning {last_offset + 1} elements is too large"
             )
 
@@ -298,6 +300,7 @@ def dual_attention_triton(q: Tensor, k: Tensor, v: Tensor, scale: float | None =
 
     q, k, v: (B, H, N, D), one dtype (fp32/fp16/bf16), one device (CUDA; CPU only under TRITON_INTERPRET=1),
     D in SUPPORTED_HEAD_DIMS, any N >= 0, any strides. Returns (out_orig, out_vv) in the input dtype, (B, H, N, D).
+    Raises ValueError for anything else, before launching.
     """
     _check_inputs(q, k, v)
     out, out_vv = _new_output(v), _new_output(v)
@@ -393,7 +396,7 @@ def dual_attention(q: Tensor, k: Tensor, v: Tensor, scale: float | None = None) 
     torch.compile without graph breaks. Returns (out_orig, out_vv), (B, H, N, D), input dtype.
     """
     if not TRITON_AVAILABLE:
-        _check_inputs(q, k, v)  # raises the "install triton" UsageError
+        _check_inputs(q, k, v)  # raises the "install triton" RuntimeError
     return torch.ops.sketchkit.dual_attention(q, k, v, default_scale(v.shape[-1], scale))
 
 
@@ -404,69 +407,9 @@ def vv_attention(v: Tensor, scale: float | None = None) -> Tensor:
     return torch.ops.sketchkit.vv_attention(v, default_scale(v.shape[-1], scale))
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Benchmark: python kernels/dual_attention.py
-# ----------------------------------------------------------------------------------------------------------------
+if __name__ == "__main__":  # the benchmark: `sketchkit bench --sections attention` (fused vs eager vs SDPA)
+    import sys
 
+    from sketchkit.cli.app import main
 
-def benchmark(
-    batch_sizes=(1, 16, 64, 256), seq_len: int = 200, heads: int = 12, head_dim: int = 64,
-    dtype: torch.dtype = torch.bfloat16, console=None,
-) -> list[dict]:
-    """Forward time (median ms, triton.testing.do_bench) of fused vs eager vs two SDPA calls vs one SDPA call.
-
-    One SDPA call is the original path alone: the cost of a block without the v-v path. Inputs are (B, H, N, D) views
-    of a packed (B, N, 3, H, D) projection, as the encoder passes them. Prints a rich table when `console` is given
-    and returns one dict per batch size. Raises UsageError without a CUDA GPU.
-    """
-    import torch.nn.functional as F
-    from triton.testing import do_bench
-
-    if not (TRITON_AVAILABLE and torch.cuda.is_available()) or KERNEL_INTERPRETED:
-        raise UsageError("the attention benchmark needs a CUDA GPU, triton, and TRITON_INTERPRET unset")
-    rows = []
-    for batch in batch_sizes:
-        qkv = torch.randn(batch, seq_len, 3, heads, head_dim, device="cuda", dtype=dtype)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-        candidates = {
-            "fused": partial(dual_attention_triton, q, k, v),
-            "eager": partial(dual_attention_ref, q, k, v),
-            "2x SDPA": partial(_two_sdpa_calls, q, k, v),
-            "1x SDPA": partial(F.scaled_dot_product_attention, q, k, v),
-        }
-        reference = dual_attention_ref(q, k, v, upcast=True)
-        error = max((out.float() - ref).abs().max().item() for out, ref in zip(candidates["fused"](), reference))
-        times = {name: do_bench(fn, return_mode="median") for name, fn in candidates.items()}
-        rows.append({"batch": batch, **times, "max_abs_error": error})
-    if console is not None:
-        from rich.table import Table
-
-        title = f"dual-path attention forward, {dtype}, N={seq_len}, H={heads}, D={head_dim}: median ms"
-        table = Table(title=title, caption=f"{torch.cuda.get_device_name()}, triton {triton.__version__}")
-        for column in ("B", "fused", "eager", "2x SDPA", "1x SDPA", "eager/fused", "2x SDPA/fused",
-                       "fused/1x SDPA", "fused err"):
-            table.add_column(column, justify="right")
-        for row in rows:
-            table.add_row(
-                str(row["batch"]), *(f"{row[name]:.4f}" for name in ("fused", "eager", "2x SDPA", "1x SDPA")),
-                f"{row['eager'] / row['fused']:.2f}x", f"{row['2x SDPA'] / row['fused']:.2f}x",
-                f"{row['fused'] / row['1x SDPA']:.2f}x", f"{row['max_abs_error']:.1e}",
-            )
-        console.print(table)
-    return rows
-
-
-def _two_sdpa_calls(q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-    import torch.nn.functional as F
-
-    return F.scaled_dot_product_attention(q, k, v), F.scaled_dot_product_attention(v, v, v)
-
-
-if __name__ == "__main__":
-    from rich.console import Console
-
-    try:
-        benchmark(console=Console())
-    except UsageError as error:
-        Console(stderr=True).print(f"[red]{error}; nothing to time here.[/]")
-        raise SystemExit(1) from None
+    sys.exit(main(["bench", "--sections", "attention", *sys.argv[1:]]))

@@ -168,11 +168,19 @@ except UsageError as error:
     assert "needs the `triton` package" in str(error)
 else:
     raise AssertionError("triton without triton did not fail")
+from sketchkit.kernels import dual_attention
+try:
+    dual_attention(q, k, v)  # calling the kernel itself: a programmer's error, not a UsageError
+except RuntimeError as error:
+    assert "needs the `triton` package" in str(error) and not isinstance(error, UsageError)
+else:
+    raise AssertionError("the kernel without triton did not fail")
 print("ok")
 """
 
 
 def test_works_without_triton_installed():
-    """sketchkit.kernels imports without triton; eager and sdpa run; asking for triton says what to install."""
+    """sketchkit.kernels imports without triton; eager and sdpa run; asking for triton says what to install (a
+    UsageError when the user asks for it, a RuntimeError when code calls the kernel)."""
     result = subprocess.run([sys.executable, "-c", _WITHOUT_TRITON], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-3000:]

@@ -14,19 +14,12 @@ import torch
 import typer
 from typer.testing import CliRunner
 
-from sketchkit import bench as bench_lib
-from sketchkit.bench import (
-    BenchReport,
-    EncoderRow,
-    Environment,
-    PipelineRow,
-    Startup,
-    cpu_time,
-    encoder_flops,
-    evaluate_goals,
-    find_inputs,
-    with_impl,
-)
+from sketchkit.bench import BenchReport, EncoderRow, Environment, PipelineRow, Startup
+from sketchkit.bench import timing
+from sketchkit.bench.encoder import encoder_flops, with_impl
+from sketchkit.bench.goals import evaluate_goals
+from sketchkit.bench.pipeline import find_inputs
+from sketchkit.bench.timing import cpu_time
 from sketchkit.cli.bench import bench
 from sketchkit.errors import InputError, UsageError
 from sketchkit.model.compile import compile_encoder, compiled_forward, is_compiled, tune_malloc
@@ -245,14 +238,14 @@ def test_cpu_time_is_the_median_after_warm_up(monkeypatch):
         calls.append(1)
         clock[0] += next(durations)
 
-    monkeypatch.setattr(bench_lib.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: clock[0])
     assert cpu_time(work, repeats=3, warmup=1, min_seconds=0) == 3.0
     assert len(calls) == 4
 
 
 def test_cpu_time_repeats_short_calls_until_min_seconds(monkeypatch):
     clock = [0.0]
-    monkeypatch.setattr(bench_lib.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: clock[0])
     calls = []
 
     def work():
@@ -327,6 +320,100 @@ def test_goals_measured_off_their_setting_are_not_judged():
     assert speedup.measured == pytest.approx(2.0) and speedup.met is True
     assert goals["encoder at batch 256, share of matmul ceiling"].met is True
     assert goals["encoder at batch 8, share of matmul ceiling"].note == "CPU goal; this run is on CUDA"
+
+
+def test_goals_are_a_table_of_records_that_name_real_figures():
+    """Every goal reads a column that its section's rows have, filters on attributes they have, and states its
+    setting in terms evaluate_goals knows: a typo in the table fails here, not as a silent n/a."""
+    from dataclasses import fields
+
+    from sketchkit.bench import report as report_module
+    from sketchkit.bench.goals import COMPARISONS, DTYPES, GOALS, OFF_DEVICE, Figure, RatioOf
+
+    rows = {"pipeline": report_module.PipelineRow, "encoder": report_module.EncoderRow,
+            "attention": report_module.AttentionRow, "startup": report_module.Startup}
+    assert len(GOALS) == 6 and len({g.name for g in GOALS}) == 6
+    for goal in GOALS:
+        assert goal.comparison in COMPARISONS and goal.unit in ("s", "x", "")
+        assert goal.setting.device in OFF_DEVICE and goal.setting.dtype in (None, *DTYPES)
+        figures = [goal.reads] if isinstance(goal.reads, Figure) else [goal.reads.numerator, goal.reads.denominator]
+        assert isinstance(goal.reads, (Figure, RatioOf))
+        for figure in figures:
+            names = {f.name for f in fields(rows[figure.section])}
+            assert figure.column in names and set(figure.where) <= names and figure.pick in ("first", "max"), goal.name
+
+
+def test_the_bench_pipeline_rows_and_segment_run_the_same_code(monkeypatch, tmp_path, capsys):
+    """Issue 13: the bench's pipeline rows are `sketchkit.pipeline.run_segment`, the loop `sketchkit segment` runs.
+    A spy wraps run_segment and the Engine it builds: every bench row is one timed call of it whose stage times are
+    that call's engine `Timings`, and `segment` on the same file with the same labels goes through the same spy
+    and gives the same scores."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    import sketchkit.pipeline as pipeline
+    from sketchkit.bench import BenchOptions, run_bench
+    from sketchkit.bench.pipeline import EXAMPLES
+    from sketchkit.cli.app import main
+    from sketchkit.inference import Engine, Timings
+
+    calls, engines = [], []
+    real_run_segment = pipeline.run_segment
+
+    def spy(job, segmenter, *, timings=None):
+        call = SimpleNamespace(job=job, timings=timings, outcomes=[], engines_before=len(engines))
+        calls.append(call)
+        for outcome in real_run_segment(job, segmenter, timings=timings):
+            call.outcomes.append(outcome)
+            yield outcome
+
+    class RecordingEngine(Engine):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            engines.append(self)
+
+    monkeypatch.setattr(pipeline, "run_segment", spy)
+    monkeypatch.setattr(pipeline, "Engine", RecordingEngine)
+    labels = ("house", "tree", "sun")
+    report = run_bench(BenchOptions(backbone="tiny-random", sections=("pipeline",), pipeline_batch=2, min_sketches=3,
+                                    labels=labels, tune_malloc=False))
+    assert [(r.mode, r.batch_size) for r in report.pipeline] == [("serial", 1), ("serial", 2), ("overlapped", 2)]
+    assert len(calls) == 2 * len(report.pipeline) and len(engines) == len(calls)  # per row: warm-up, then timed
+    for row, (warm, timed) in zip(report.pipeline, zip(calls[::2], calls[1::2])):
+        assert warm.timings is None and isinstance(timed.timings, Timings)
+        assert engines[timed.engines_before].timings is timed.timings  # the engine filled exactly these timings
+        assert (timed.job.batch_size, timed.job.prefetch > 0) == (row.batch_size, row.mode == "overlapped")
+        assert len(timed.outcomes) == row.sketches and all(o.error is None for o in timed.outcomes)
+        stages = {k: v / row.sketches for k, v in timed.timings.as_dict().items() if row.mode == "overlapped" or k != "wait"}
+        assert row.stages == pytest.approx(stages)
+
+    sample = EXAMPLES / "house_tree_sun.svg"
+    code = main(["segment", str(sample), "--backbone", "tiny-random", "--labels", ",".join(labels),
+                 "--out", str(tmp_path), "--format", "json", "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    segment_call = calls[-1]
+    assert len(calls) == 2 * len(report.pipeline) + 1 and isinstance(engines[-1], RecordingEngine)
+    (ours,) = segment_call.outcomes
+    bench_outcome = next(o for o in calls[1].outcomes if o.path == sample)
+    assert ours.result.stroke_label_names == bench_outcome.result.stroke_label_names
+    np.testing.assert_allclose(ours.result.scores, bench_outcome.result.scores, rtol=1e-5, atol=1e-6)
+
+
+def test_render_prints_cells_and_notes_as_plain_text(capsys):
+    """Names, notes and commands may hold square brackets; Rich must not read them as markup."""
+    from sketchkit.cli.bench import render
+
+    report = BenchReport(
+        _environment(device_name="cpu [v2]"),
+        encoder=[_encoder_row(8, 0.5)],
+        startup=Startup(0.1, None, "python -m sketchkit.cli segment a[red].svg", 2.0, "m", note="segment: exit 1: [bold]x"),
+    )
+    report.goals = evaluate_goals(report)
+    render(report)
+    out = capsys.readouterr().out
+    for text in ("cpu [v2]", "a[red].svg", "[bold]x", "n/a", "5. goals"):
+        assert text in out, text
 
 
 def test_segmenters_built_with_compile_run_the_compiled_encoder():

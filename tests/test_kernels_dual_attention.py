@@ -17,7 +17,6 @@ import textwrap
 import pytest
 import torch
 
-from sketchkit.errors import UsageError
 from sketchkit.kernels import (
     TRITON_AVAILABLE,
     dual_attention,
@@ -158,19 +157,19 @@ def test_empty_and_single_token_sequences():
 )
 def test_rejects_unsupported_inputs_before_launch(make, message):
     q, k, v = (t.to(DEVICE) for t in make())
-    with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         dual_attention_triton(q, k, v)
 
 
 def test_cpu_tensors_need_the_interpreter(monkeypatch):
     monkeypatch.setattr(kernel_module, "KERNEL_INTERPRETED", False)
-    with pytest.raises(UsageError, match="CUDA tensors"):
+    with pytest.raises(ValueError, match="CUDA tensors"):
         dual_attention_triton(*[torch.randn(1, 1, 4, 16)] * 3)
 
 
 @pytest.mark.skipif(ON_GPU, reason="only the interpreter refuses bf16")
 def test_interpreter_refuses_bf16_readably():
-    with pytest.raises(UsageError, match="cannot do bf16 dots"):
+    with pytest.raises(ValueError, match="cannot do bf16 dots"):
         vv_attention_triton(torch.randn(1, 1, 4, 16, dtype=torch.bfloat16))
 
 

@@ -48,6 +48,7 @@ def test_layout_reads_sizes_from_the_modules(tiny_encoder):
     assert (lay.image_size, lay.patch, lay.grid) == (224, 16, (14, 14))
     assert lay.blocks == 12 and lay.width == tiny_encoder.prompts.shape[1]
     assert lay.embed_dim == tiny_encoder.clip.visual.output_dim
+    assert (lay.heads, lay.channels, lay.mlp_width) == (4, 3, 128)  # sketchkit-tiny.json: head_width 16, mlp_ratio 2
     assert tiny_encoder.input_size == 224
 
 

@@ -10,7 +10,7 @@ release that moves these internals fails that test loudly instead of giving wron
 Parts used (checkpoint names, which open_clip keeps stable for weight loading):
 `visual.conv1`, `class_embedding`, `positional_embedding`, `ln_pre`, `transformer.resblocks[i]`
 (`ln_1`, `attn` as nn.MultiheadAttention with a packed `in_proj_weight`/`in_proj_bias` and
-`out_proj`, `ls_1`, `ln_2`, `mlp`, `ls_2`), `ln_post`, `proj`, and the model's `encode_text`; for the
+`out_proj`, `ls_1`, `ln_2`, `mlp` with its `c_fc`, `ls_2`), `ln_post`, `proj`, and the model's `encode_text`; for the
 reference mode, the text tower's `token_embedding`, `positional_embedding`, `transformer`, `attn_mask`,
 `ln_final`, `text_projection` (`encode_text_prefix`) and `open_clip.model.CLIP` with its config classes.
 """
@@ -33,7 +33,8 @@ class VisionLayout:
     """Sizes of an open_clip ViT vision tower, read from its modules (never written elsewhere).
 
     image_size: input side in pixels; patch: patch side; grid: (rows, cols) of patches;
-    width: token width W; heads: attention heads; blocks: transformer blocks; embed_dim: joint space E.
+    width: token width W; heads: attention heads; blocks: transformer blocks; embed_dim: joint space E;
+    channels: image channels the patch embedding takes; mlp_width: hidden width of each block's MLP.
     """
 
     image_size: int
@@ -43,15 +44,18 @@ class VisionLayout:
     heads: int
     blocks: int
     embed_dim: int
+    channels: int
+    mlp_width: int
 
 
 def layout(visual: nn.Module) -> VisionLayout:
     grid = tuple(int(g) for g in visual.grid_size)
     patch = int(visual.conv1.kernel_size[0])
-    first = visual.transformer.resblocks[0].attn
+    first = visual.transformer.resblocks[0]
     return VisionLayout(
         image_size=patch * grid[0], patch=patch, grid=grid, width=int(visual.conv1.out_channels),
-        heads=int(first.num_heads), blocks=len(visual.transformer.resblocks), embed_dim=int(visual.output_dim),
+        heads=int(first.attn.num_heads), blocks=len(visual.transformer.resblocks), embed_dim=int(visual.output_dim),
+        channels=int(visual.conv1.in_channels), mlp_width=int(first.mlp.c_fc.out_features),
     )
 
 
