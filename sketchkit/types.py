@@ -29,6 +29,15 @@ class Sketch:
     image:          (H, W) float32 grey image (1 = paper) for sketches read from bitmaps, whose
                     strokes are pseudo-strokes traced from the ink; None for vector sketches.
                     Canvas units are then pixels of this image.
+    source_ids:     per-stroke id of the source element the stroke came from (SVG `data-source-id`,
+                    else `id`; InkML trace id), None entries where it had none; or None when no
+                    stroke has one. Every stroke of an SVG path split at its pen lifts carries the
+                    path's id, so several strokes can share one id.
+    skipped:        what the reader saw but did not read as strokes, as {kind: count} in order of
+                    first occurrence, e.g. {"background rect": 1, "text": 2, "hidden path": 3};
+                    {} when it skipped nothing; None for formats whose readers never skip
+                    anything (JSON, .npy, bitmaps). Kinds are listed in sketchkit.io.svg and
+                    sketchkit.io.inkml. Treat it as read-only.
     """
 
     strokes: tuple[np.ndarray, ...]
@@ -40,6 +49,8 @@ class Sketch:
     caption: str | None = None
     source: str | None = None
     image: np.ndarray | None = field(default=None, repr=False)
+    source_ids: tuple[str | None, ...] | None = None
+    skipped: dict[str, int] | None = None
 
     @property
     def num_strokes(self) -> int:

@@ -75,7 +75,8 @@ def numeric_array(value: object, what: str, path, *, columns: int | None = None,
 
 def build_sketch(strokes: Sequence[np.ndarray], path, *, width: float | None = None, height: float | None = None,
                  labels: Sequence[str | None] | None = None, instance_ids: np.ndarray | None = None,
-                 caption: str | None = None, stroke_widths: np.ndarray | None = None) -> Sketch:
+                 caption: str | None = None, stroke_widths: np.ndarray | None = None,
+                 source_ids: Sequence[str | None] | None = None, skipped: dict[str, int] | None = None) -> Sketch:
     """A checked Sketch from non-empty (P_i, 2) float64 strokes: InputError when there is no stroke
     or a coordinate is non-finite or beyond MAX_COORDINATE; a missing canvas side comes from the ink."""
     strokes = tuple(strokes)
@@ -90,7 +91,16 @@ def build_sketch(strokes: Sequence[np.ndarray], path, *, width: float | None = N
         height = ink_h if height is None else height
     return Sketch(strokes=strokes, width=float(width), height=float(height), stroke_widths=stroke_widths,
                   labels=None if labels is None else tuple(labels), instance_ids=instance_ids,
-                  caption=caption, source=str(path) if path is not None else None)
+                  caption=caption, source=str(path) if path is not None else None,
+                  source_ids=None if source_ids is None else tuple(source_ids), skipped=skipped)
+
+
+def describe_skipped(skipped: dict[str, int] | None, template: str = "{}") -> str:
+    """`template` filled with "2 text, 1 image" for {"text": 2, "image": 1}; "" when nothing was
+    skipped (None or {})."""
+    if not skipped:
+        return ""
+    return template.format(", ".join(f"{count} {kind}" for kind, count in skipped.items()))
 
 
 # ------------------------------------------------------------------------------------------- captions

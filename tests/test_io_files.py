@@ -1,0 +1,271 @@
+"""sketchkit.io on the synthetic real-world-style files of tests/data (written for this project):
+pen lifts, rough.js double strokes over a background rect, a viewBox 0 0 1 1 drawing with cubic
+curves, elements that are not strokes.
+
+Every SVG is also checked by rendering: the original with cairosvg at 512 px, and the strokes read
+from it drawn as an SVG document of the same size and frame; ink must lie on ink both ways
+(`svg_ink`, `ink_agreement`; reusable for any pair of SVGs, e.g. an input and its labelled SVG).
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from xml.etree import ElementTree
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import ndimage
+
+from sketchkit.errors import InputError
+from sketchkit.io import read_sketch
+from sketchkit.io import svg as svg_module
+from sketchkit.types import Sketch
+
+DATA = Path(__file__).parent / "data"
+SVG_FILES = sorted(DATA.glob("*.svg"))
+SVG_NS = "http://www.w3.org/2000/svg"
+
+# ------------------------------------------------------------------------------- ink comparison
+
+INK_DARKNESS = 0.2
+"""A rendered pixel is ink when its darkness composited on white, 1 - luminance, is above this: black
+and coloured lines are ink, pale fills (and lines as pale as a light yellow) are not."""
+
+
+def svg_ink(svg: str | bytes, size: int = 512, *, drop: tuple[str, ...] = (), drop_legend: bool = True) -> np.ndarray:
+    """(H, W) bool ink mask of an SVG document rendered by cairosvg `size` px wide (height from the
+    document's aspect ratio), composited on white.
+
+    `drop`: local names of elements removed before rendering (e.g. what a reader reports as
+    skipped: "text", "image", "use"); `drop_legend` removes subtrees marked data-sketchkit="legend"
+    (sketchkit's own legend, not part of the drawing). Only for trusted test documents."""
+    import cairosvg
+
+    text = svg.decode("utf-8") if isinstance(svg, bytes) else svg
+    if drop or drop_legend:
+        ElementTree.register_namespace("", SVG_NS)
+        ElementTree.register_namespace("xlink", "http://www.w3.org/1999/xlink")
+        root = ElementTree.fromstring(text)
+        for parent in list(root.iter()):
+            for child in list(parent):
+                local = child.tag.rpartition("}")[2] if isinstance(child.tag, str) else None
+                if local in drop or (drop_legend and child.attrib.get("data-sketchkit") == "legend"):
+                    parent.remove(child)
+        text = ElementTree.tostring(root, encoding="unicode")
+    png = cairosvg.svg2png(bytestring=text.encode("utf-8"), output_width=size)
+    rgba = np.asarray(Image.open(io.BytesIO(png)).convert("RGBA"), dtype=np.float64) / 255.0
+    rgb, alpha = rgba[..., :3], rgba[..., 3:]
+    on_white = rgb * alpha + (1.0 - alpha)
+    return 1.0 - on_white @ np.array([0.2126, 0.7152, 0.0722]) > INK_DARKNESS
+
+
+def ink_agreement(a: np.ndarray, b: np.ndarray, within: float = 2.0) -> tuple[float, float]:
+    """(share of a's ink within `within` px of b's ink, share of b's ink within `within` px of a's).
+
+    Masks of different sizes (renders one pixel apart) are padded with paper to a common size."""
+    height, width = max(a.shape[0], b.shape[0]), max(a.shape[1], b.shape[1])
+    a = np.pad(a, ((0, height - a.shape[0]), (0, width - a.shape[1])))
+    b = np.pad(b, ((0, height - b.shape[0]), (0, width - b.shape[1])))
+
+    def share(src: np.ndarray, dst: np.ndarray) -> float:
+        if not src.any():
+            return 1.0
+        if not dst.any():
+            return 0.0
+        return float((ndimage.distance_transform_edt(~dst)[src] <= within).mean())
+
+    return share(a, b), share(b, a)
+
+
+def strokes_svg(sketch: Sketch, original: str | bytes) -> str:
+    """The sketch's strokes as an SVG document framed like `original`: the original root's width,
+    height and preserveAspectRatio, with viewBox 0 0 canvas (the reader's canvas starts at 0, 0)."""
+    text = original.decode("utf-8") if isinstance(original, bytes) else original
+    root = ElementTree.fromstring(text)
+    attrs = " ".join(f'{key}="{root.attrib[key]}"' for key in ("width", "height", "preserveAspectRatio")
+                     if key in root.attrib)
+    widths = sketch.stroke_widths if sketch.stroke_widths is not None else np.ones(sketch.num_strokes)
+    paths = []
+    for stroke, width in zip(sketch.strokes, widths):
+        points = stroke if len(stroke) > 1 else np.repeat(stroke, 2, axis=0)
+        d = "M " + " L ".join(f"{float(x)!r} {float(y)!r}" for x, y in points)
+        paths.append(f'<path d="{d}" fill="none" stroke="black" stroke-width="{float(width)!r}" '
+                     'stroke-linecap="round" stroke-linejoin="round"/>')
+    return (f'<svg xmlns="{SVG_NS}" {attrs} viewBox="0 0 {float(sketch.width)!r} {float(sketch.height)!r}">'
+            + "".join(paths) + "</svg>")
+
+
+#: elements each file holds that the reader skips on purpose (not drawn in the comparison)
+UNREAD = ("text", "image", "use")
+
+
+@pytest.mark.parametrize("path", SVG_FILES, ids=[p.name for p in SVG_FILES])
+def test_read_strokes_draw_the_same_ink_as_the_original(path):
+    original = path.read_text(encoding="utf-8")
+    sketch = read_sketch(path)
+    want = svg_ink(original, drop=UNREAD)
+    got = svg_ink(strokes_svg(sketch, original))
+    read_on_original, original_covered = ink_agreement(got, want)
+    assert read_on_original >= 0.97 and original_covered >= 0.97, (path.name, read_on_original, original_covered)
+
+
+def test_ink_agreement_sees_chords_and_missing_strokes():
+    """The check itself: a pen-up chord drawn as ink, or a stroke left out, fails it."""
+    original = (DATA / "pen_lifts.svg").read_text(encoding="utf-8")
+    sketch = read_sketch(DATA / "pen_lifts.svg")
+    want = svg_ink(original)
+    joined = Sketch(strokes=(np.concatenate(sketch.strokes),), width=sketch.width, height=sketch.height,
+                    stroke_widths=sketch.stroke_widths[:1])
+    on_original, _ = ink_agreement(svg_ink(strokes_svg(joined, original)), want)
+    assert on_original < 0.9  # the chords between subpaths are ink the original does not have
+    fewer = Sketch(strokes=sketch.strokes[:4], width=sketch.width, height=sketch.height,
+                   stroke_widths=sketch.stroke_widths[:4])
+    _, covered = ink_agreement(svg_ink(strokes_svg(fewer, original)), want)
+    assert covered < 0.9
+
+
+# ------------------------------------------------------------------------------------------ SVG
+
+
+def test_every_moveto_starts_a_stroke_and_pen_up_moves_are_not_drawn():
+    sketch = read_sketch(DATA / "pen_lifts.svg")
+    expected = [
+        [[20, 20], [30, 20], [40, 30]],                        # M20,20 m0,0: the lone first moveto draws nothing
+        [[45, 20], [45, 40]],                                  # m5,-10 relative to the end of the last stroke
+        [[15, 50], [55, 50], [55, 60], [15, 60], [15, 50]],    # closed by z
+        [[15, 70], [35, 70]],                                  # m0,20 after z: from the closed subpath's start
+        [[100, 20], [120, 20], [120, 40]],                     # absolute M
+        [[100, 60], [100, 60]],                                # l0,0: a dot
+        [[110, 60], [120, 70]],
+        [[120, 70], [130, 60]],                                # m0,0: a pen lift that does not move
+    ]
+    assert [s.tolist() for s in sketch.strokes] == expected
+    assert sketch.source_ids == ("drawing",) * 8  # every stroke of the split path keeps its id
+    assert sketch.skipped == {"background rect": 1}  # svgwrite's white background
+    np.testing.assert_allclose(sketch.stroke_widths, 2)
+    # no chord: the pen-up moves (40,30)->(45,20), (45,40)->(15,50), ... belong to no stroke, so the
+    # rendered strokes leave the space between subpaths blank (see also the ink test below)
+
+
+def test_rough_js_double_strokes_over_a_background_rect():
+    sketch = read_sketch(DATA / "excalidraw_like.svg")
+    assert sketch.num_strokes == 7
+    assert sketch.source_ids == ("rect-1", "rect-1", "ellipse-1", "ellipse-1", "line-1", "line-1", "freedraw-1")
+    assert sketch.skipped == {"background rect": 1}
+    x0, y0, x1, y1 = sketch.bounds()
+    assert x0 > 20 and y0 > 20 and x1 < 400 and y1 < 250  # no frame along the canvas edge
+    # each pass of the double-stroked rectangle is one closed-looking trace around the shape
+    first, second = sketch.strokes[:2]
+    for stroke in (first, second):
+        assert np.ptp(stroke[:, 0]) == pytest.approx(160, abs=3) and np.ptp(stroke[:, 1]) == pytest.approx(100, abs=3)
+    # the freedraw trail (fill-only, dark) is read as its outline
+    assert np.ptp(sketch.strokes[6][:, 0]) > 60
+
+
+def test_unit_viewbox_curves_match_svgpathtools_exact_curves():
+    from svgpathtools import parse_path
+
+    path = DATA / "unit_viewbox_curves.svg"
+    sketch = read_sketch(path)
+    assert (sketch.width, sketch.height) == (1, 1) and sketch.num_strokes == 4
+    root = ElementTree.fromstring(path.read_text(encoding="utf-8"))
+    ds = [e.attrib["d"] for e in root.iter(f"{{{SVG_NS}}}path")]
+    drawing = np.hypot(*np.ptp(np.concatenate(sketch.strokes), axis=0))
+    for stroke, d in zip(sketch.strokes, ds):
+        exact = parse_path(d)
+        t = np.linspace(0, 1, 4001)
+        truth = np.array([exact.point(v) for v in t]) + (0.02 - 0.01j)  # the layer's translate(0.02,-0.01)
+        truth = np.stack([truth.real, truth.imag], axis=1)
+        a, b = stroke[:-1], stroke[1:]
+        ab = b - a
+        u = np.clip(((truth[:, None, :] - a) * ab).sum(-1) / np.maximum((ab * ab).sum(-1), 1e-30), 0, 1)
+        deviation = np.linalg.norm(truth[:, None, :] - (a + u[..., None] * ab), axis=-1).min(axis=1).max()
+        # every flattened point lies on the exact curve too
+        on_curve = np.linalg.norm(stroke[:, None, :] - truth[None], axis=-1).min(axis=1).max()
+        assert deviation < 1e-3 * drawing and on_curve < 1e-3 * drawing, (d, deviation, on_curve)
+        assert len(stroke) > 10  # not reduced to chords
+
+
+def test_flattening_is_scale_invariant(tmp_path):
+    """The same drawing in a viewBox 1000 times smaller is flattened into the same points, scaled."""
+    body = '<path d="M 100 500 C 200 100 800 100 900 500 S 500 900 100 500" stroke="black" fill="none"/>'
+    big = tmp_path / "big.svg"
+    big.write_text(f'<svg xmlns="{SVG_NS}" viewBox="0 0 1000 1000">{body}</svg>')
+    small = tmp_path / "small.svg"
+    small.write_text(f'<svg xmlns="{SVG_NS}" width="1mm" height="1mm" viewBox="0 0 1 1">'
+                     f'<g transform="scale(0.001)">{body}</g></svg>')
+    a, b = read_sketch(big).strokes[0], read_sketch(small).strokes[0]
+    assert len(a) == len(b) > 30
+    np.testing.assert_allclose(b * 1000, a, atol=1e-9)
+    assert svg_module.flatten_tolerance(1.0) == pytest.approx(svg_module.FLATTEN_TOLERANCE)
+    assert svg_module.flatten_tolerance(1000.0, 1.0) == svg_module.flatten_tolerance(1.0)  # the smaller of the two
+    assert svg_module.flatten_tolerance(0.0) > 0
+
+
+def test_text_image_and_invisible_shapes_are_skipped_and_counted():
+    sketch = read_sketch(DATA / "text_image.svg")
+    assert sketch.source_ids == ("walls", "roof")
+    assert sketch.skipped == {"hidden path": 2, "unpainted rect": 1, "fill-only ellipse": 1, "text": 2, "image": 1,
+                              "use": 1}
+
+
+@pytest.mark.parametrize("body, read, skipped", [
+    ('<path d="M0 0 L5 5" stroke="red" stroke-opacity="0"/>', 0, {"unpainted path": 1}),
+    ('<path d="M0 0 L5 5" stroke="transparent"/>', 0, {"unpainted path": 1}),
+    ('<path d="M0 0 L5 5" stroke="rgba(0, 0, 0, 0)"/>', 0, {"unpainted path": 1}),
+    ('<path d="M0 0 L5 5" stroke="#00000000" fill="none"/>', 0, {"unpainted path": 1}),
+    ('<path d="M0 0 L5 5" style="stroke:black;stroke-width:0;fill:none"/>', 0, {"unpainted path": 1}),
+    ('<g opacity="0"><path d="M0 0 L5 5" stroke="black"/></g>', 0, {"hidden path": 1}),
+    ('<g style="opacity:50%"><path d="M0 0 L5 5" stroke="black"/></g>', 1, {}),
+    ('<g stroke="black"><path d="M0 0 L5 5"/><path d="M0 0 L5 5" stroke="none" fill="none"/></g>', 1,
+     {"unpainted path": 1}),
+    ('<g style="stroke:#333"><path d="M0 0 L5 5" stroke="inherit"/><path d="M0 0 L5 5" stroke="bogus"/></g>', 2, {}),
+    ('<g color="navy"><path d="M0 0 L5 5" stroke="currentColor"/></g>', 1, {}),
+    ('<path d="M0 0 L5 5" stroke="url(#gradient)"/>', 1, {}),
+    ('<rect x="10" y="10" width="20" height="20" fill="#ffeeaa"/>', 0, {"fill-only rect": 1}),
+    ('<rect x="10" y="10" width="20" height="20" fill="black" fill-opacity="0.1"/>', 0, {"fill-only rect": 1}),
+    ('<rect x="10" y="10" width="20" height="20" fill="url(#hatch)"/>', 0, {"fill-only rect": 1}),
+    ('<rect x="10" y="10" width="20" height="20" fill="#333"/>', 1, {}),  # a dark fill is ink: its outline
+    ('<rect width="100" height="100" fill="#222"/><path d="M0 0 L5 5" stroke="#eee"/>', 1,
+     {"background rect": 1}),  # dark mode paper
+    ('<path d="M0 0 L100 100"/>', 1, {}),  # unstyled: read; no area, so never background
+    # the initial black fill counts only for an unstyled shape
+    ('<path d="M0 0 L100 100" stroke="none"/>', 0, {"unpainted path": 1}),
+    ('<circle cx="50" cy="50" r="49" fill="white" stroke="black"/>', 1, {}),  # stroked: a stroke, not paper
+])
+def test_what_is_a_stroke(tmp_path, body, read, skipped):
+    path = tmp_path / "s.svg"
+    path.write_text(f'<svg xmlns="{SVG_NS}" viewBox="0 0 100 100">{body}</svg>')
+    if read:
+        sketch = read_sketch(path)
+        assert sketch.num_strokes == read and sketch.skipped == skipped
+    else:
+        with pytest.raises(InputError, match="no strokes found") as info:
+            read_sketch(path)
+        assert "skipped: " + ", ".join(f"{n} {k}" for k, n in skipped.items()) in str(info.value)
+
+
+def test_no_visible_strokes_message_names_what_was_skipped(tmp_path):
+    path = tmp_path / "notes.svg"
+    path.write_text(f'<svg xmlns="{SVG_NS}" viewBox="0 0 100 100"><rect width="100" height="100" fill="#fff"/>'
+                    '<text>a</text><text>b</text><image href="data:," width="1" height="1"/></svg>')
+    with pytest.raises(InputError) as info:
+        read_sketch(path)
+    message = str(info.value)
+    assert message.startswith(str(path)) and "\n" not in message
+    assert message.endswith("(skipped: 1 background rect, 2 text, 1 image)")
+
+
+def test_sketchkit_legend_and_source_id_round_trip(tmp_path):
+    path = tmp_path / "labelled.svg"
+    path.write_text(f'<svg xmlns="{SVG_NS}" viewBox="0 0 100 100"><g id="strokes">'
+                    '<path d="M0 0 L5 5" data-source-id="drawing" stroke="red" fill="none"/>'
+                    '<path d="M9 9 L5 5" data-source-id="drawing" id="other" stroke="red" fill="none"/>'
+                    '<path d="M1 1 L2 2" stroke="red" fill="none"/></g>'
+                    '<g id="legend" data-sketchkit="legend"><rect width="100" height="100" fill="#fff"/>'
+                    '<text>tree (2)</text></g></svg>')
+    sketch = read_sketch(path)
+    assert sketch.source_ids == ("drawing", "drawing", None)  # data-source-id wins over id
+    assert sketch.skipped == {}  # the legend is sketchkit's own: neither read nor counted
