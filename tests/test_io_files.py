@@ -1,6 +1,6 @@
 """sketchkit.io on the synthetic real-world-style files of tests/data (written for this project):
 pen lifts, rough.js double strokes over a background rect, a viewBox 0 0 1 1 drawing with cubic
-curves, elements that are not strokes.
+curves, elements that are not strokes, multi-drawing QuickDraw files.
 
 Every SVG is also checked by rendering: the original with cairosvg at 512 px, and the strokes read
 from it drawn as an SVG document of the same size and frame; ink must lie on ink both ways
@@ -10,6 +10,7 @@ from it drawn as an SVG document of the same size and frame; ink must lie on ink
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -19,7 +20,7 @@ from PIL import Image
 from scipy import ndimage
 
 from sketchkit.errors import InputError
-from sketchkit.io import read_sketch
+from sketchkit.io import iter_drawings, iter_quickdraw, read_sketch
 from sketchkit.io import svg as svg_module
 from sketchkit.types import Sketch
 
@@ -269,3 +270,94 @@ def test_sketchkit_legend_and_source_id_round_trip(tmp_path):
     sketch = read_sketch(path)
     assert sketch.source_ids == ("drawing", "drawing", None)  # data-source-id wins over id
     assert sketch.skipped == {}  # the legend is sketchkit's own: neither read nor counted
+
+
+# ------------------------------------------------------------------------------------ QuickDraw
+
+
+def test_ndjson_yields_every_drawing_named_by_key_id():
+    path = DATA / "three_drawings.ndjson"
+    drawings = list(iter_drawings(path))
+    assert [name for name, _ in drawings] == ["4610000000000001", "4610000000000002", "4610000000000003"]
+    assert [s.source for _, s in drawings] == [f"{path}#{name}" for name, _ in drawings]
+    assert [s.caption for _, s in drawings] == ["a cat", "a sun", "a fish"]
+    assert [s.num_strokes for _, s in drawings] == [4, 3, 3]
+    sun = drawings[1][1]  # the raw form: x, y, t lists of floats; times ignored
+    assert sun.strokes[0][:2].tolist() == [[120.5, 30.0], [140.25, 40.5]]
+    assert sun.labels == ("sun",) * 3
+    assert drawings[2][1].strokes[2].tolist() == [[40, 45]]  # a one-point stroke is a dot
+    first = read_sketch(path)  # read_sketch: the first drawing only, named by the file
+    assert first.source == str(path) and first.strokes[0].tolist() == drawings[0][1].strokes[0].tolist()
+    assert [s.num_strokes for s in iter_quickdraw(path)] == [4, 3, 3]
+
+
+def test_json_array_of_quickdraw_records():
+    path = DATA / "quickdraw_records.json"
+    drawings = list(iter_drawings(path))
+    assert [name for name, _ in drawings] == ["4610000000000003", "4610000000000001", "4610000000000002"]
+    assert [s.caption for _, s in drawings] == ["a fish", "a cat", "a sun"]
+    assert read_sketch(path).caption == "a fish"  # the first record
+
+
+def test_drawing_names_fall_back_to_the_index(tmp_path):
+    records = [{"drawing": [[[0, 1], [0, 1]]], "key_id": "7"}, {"drawing": [[[0, 2], [0, 2]]], "key_id": "7"},
+               {"drawing": [[[0, 3], [0, 3]]]}, {"drawing": [[[0, 4], [0, 4]]], "key_id": "../x"},
+               {"drawing": [[[0, 5], [0, 5]]], "key_id": 4}]
+    path = tmp_path / "mixed.json"
+    path.write_text(json.dumps(records))
+    # a repeated key_id, none, an unsafe one (-> the index) and an int key_id that an index already took
+    assert [name for name, _ in iter_drawings(path)] == ["7", "1", "2", "3", "4"]
+    records[4]["key_id"] = "2"
+    path.write_text(json.dumps(records))
+    assert [name for name, _ in iter_drawings(path)] == ["7", "1", "2", "3", "4"]
+    records[1]["key_id"] = "2"
+    path.write_text(json.dumps(records))
+    assert [name for name, _ in iter_drawings(path)] == ["7", "2", "2_", "3", "4"]
+
+
+def test_single_drawing_files_yield_one_unnamed_sketch(tmp_path):
+    for name, text in (("one.ndjson", json.dumps({"word": "ant", "key_id": "1", "drawing": [[[0, 1], [0, 1]]]})),
+                       ("one.json", json.dumps([{"word": "ant", "key_id": "1", "drawing": [[[0, 1], [0, 1]]]}]))):
+        path = tmp_path / name
+        path.write_text(text + "\n")
+        assert [(n, s.source, s.caption) for n, s in iter_drawings(path)] == [("", str(path), "an ant")]
+    (tmp_path / "one.txt").write_text("a caption beside the file")
+    assert next(iter_drawings(tmp_path / "one.json"))[1].caption == "a caption beside the file"
+    assert next(iter_drawings(tmp_path / "one.json", caption="given"))[1].caption == "given"
+    svg = DATA / "pen_lifts.svg"
+    assert [(n, s.num_strokes, s.source) for n, s in iter_drawings(svg)] == [("", 8, str(svg))]
+
+
+def test_huge_ndjson_is_streamed_not_loaded(tmp_path, monkeypatch):
+    from sketchkit.io import limits
+
+    path = tmp_path / "category.ndjson"
+    path.write_text("\n".join(json.dumps({"word": "ant", "key_id": f"k{k}", "drawing": [[[k, k + 1], [0, 0]]]})
+                              for k in range(40)))
+    monkeypatch.setattr(limits, "MAX_FILE_BYTES", 100)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the whole file was read")
+
+    monkeypatch.setattr("sketchkit.io.read_bytes_limited", refuse)
+    names = [name for name, _ in iter_drawings(path)]
+    assert names == [f"k{k}" for k in range(40)]
+
+
+def test_bad_drawings_name_their_line_or_record(tmp_path):
+    path = tmp_path / "bad.ndjson"
+    path.write_text(json.dumps({"drawing": [[[0], [0]]]}) + "\n" + json.dumps({"drawing": "x"}) + "\n")
+    drawings = iter_drawings(path)
+    with pytest.raises(InputError, match="line 2: 'drawing' must be a list"):
+        list(drawings)
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps([{"drawing": [[[0], [0]]]}, {"word": "no drawing"}]))
+    with pytest.raises(InputError, match="record 1: not a QuickDraw record") as info:
+        list(iter_drawings(path))
+    assert str(info.value).startswith(str(path)) and "\n" not in str(info.value)
+    path.write_text(json.dumps([{"a": 1}]))  # a list of objects that are not records: a clear message
+    with pytest.raises(InputError, match="record 0: not a QuickDraw record: expected an object with a 'drawing'"):
+        read_sketch(path)
+    path.write_text("[]")
+    with pytest.raises(InputError, match="empty"):
+        list(iter_drawings(path))

@@ -197,8 +197,14 @@ def read_stroke_list(doc: list, path) -> Sketch:
     return build_sketch([s for s in strokes if len(s)], path)
 
 
+def is_record_list(doc: object) -> bool:
+    """Whether a parsed JSON document is a list of objects (QuickDraw records, one per drawing)."""
+    return isinstance(doc, list) and bool(doc) and isinstance(doc[0], dict)
+
+
 def read_json_document(doc: object, path) -> Sketch:
-    """Dispatch a parsed JSON document on its schema (stroke-3 scene, QuickDraw record, bare list)."""
+    """Dispatch a parsed JSON document on its schema (stroke-3 scene, QuickDraw record, a list of
+    QuickDraw records: its first drawing, bare list)."""
     if isinstance(doc, dict):
         if "scene_strokes" in doc:
             return read_stroke3_scene(doc, path)
@@ -209,6 +215,10 @@ def read_json_document(doc: object, path) -> Sketch:
         keys = ", ".join(sorted(map(str, doc))[:8]) or "none"
         raise InputError("unrecognised JSON: expected a FrISS/CBSC stroke-3 object with 'scene_strokes' or a "
                          f"QuickDraw object with 'drawing' (found keys: {keys})", path)
+    if is_record_list(doc):
+        from sketchkit.io.quickdraw import sketch_from_record
+
+        return sketch_from_record(doc[0], path, where="record 0: ")
     if isinstance(doc, list):
         return read_stroke_list(doc, path)
     raise InputError(f"unrecognised JSON: the top level is a {type(doc).__name__}, not an object or a list", path)
