@@ -1,6 +1,6 @@
 """sketchkit.io on the synthetic real-world-style files of tests/data (written for this project):
 pen lifts, rough.js double strokes over a background rect, a viewBox 0 0 1 1 drawing with cubic
-curves, elements that are not strokes, multi-drawing QuickDraw files.
+curves, elements that are not strokes, multi-drawing QuickDraw files and InkML with traceGroups.
 
 Every SVG is also checked by rendering: the original with cairosvg at 512 px, and the strokes read
 from it drawn as an SVG document of the same size and frame; ink must lie on ink both ways
@@ -16,11 +16,13 @@ from xml.etree import ElementTree
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 from scipy import ndimage
 
 from sketchkit.errors import InputError
-from sketchkit.io import iter_drawings, iter_quickdraw, read_sketch
+from sketchkit.io import SUPPORTED_SUFFIXES, detect_format, iter_drawings, iter_quickdraw, read_sketch
 from sketchkit.io import svg as svg_module
 from sketchkit.types import Sketch
 
@@ -361,3 +363,107 @@ def test_bad_drawings_name_their_line_or_record(tmp_path):
     path.write_text("[]")
     with pytest.raises(InputError, match="empty"):
         list(iter_drawings(path))
+
+
+# ---------------------------------------------------------------------------------------- InkML
+
+
+def test_inkml_traces_channels_and_trace_group_labels():
+    path = DATA / "labelled.inkml"
+    assert detect_format(path.read_bytes(), ".xml") == "inkml" and ".inkml" in SUPPORTED_SUFFIXES
+    sketch = read_sketch(path)
+    assert sketch.source_ids == ("t0", "t1", "t3", "t2", "t4", "t5")  # document order; the hover trace skipped
+    assert sketch.skipped == {"pen-up trace": 1}
+    assert sketch.labels == ("house", "house", None, "sun", "sun", "sun")
+    assert sketch.instance_ids.tolist() == [0, 0, -1, 1, 1, 1]
+    assert sketch.caption == "a house and a sun"
+    # channels T, Y, X: points are (X, Y)
+    assert sketch.strokes[0].tolist() == [[40, 160], [40, 90], [140, 90], [140, 160], [40, 160]]
+    # first differences (') then second differences ("), each kept until changed
+    assert sketch.strokes[3].tolist() == [[200, 40], [204, 44], [206, 48], [206, 52], [204, 56]]
+    x0, y0, x1, y1 = sketch.bounds()
+    assert (x1, y1) == (255, 176) and sketch.width > 255 and sketch.height > 176  # ink bounds plus a margin
+
+
+def _inkml(body: str, head: str = "") -> str:
+    return f'<ink xmlns="http://www.w3.org/2003/InkML">{head}{body}</ink>'
+
+
+@pytest.mark.parametrize("text, strokes", [
+    (_inkml("<trace>1 2, 3 4,5 6</trace><trace> 7 8 </trace>"), [[[1, 2], [3, 4], [5, 6]], [[7, 8]]]),  # default X Y
+    (_inkml("<trace>1-2, 3-4</trace>"), [[[1, -2], [3, -4]]]),  # signs separate values
+    (_inkml("<trace>1 2 0.5, 3 4 0.7</trace>", '<traceFormat><channel name="X"/><channel name="Y"/>'
+            '<channel name="F"/></traceFormat>'), [[[1, 2], [3, 4]]]),
+    (_inkml("<trace>5 1 2, 6 3 4</trace>", '<context><traceFormat><channel name="T"/><channel name="X"/>'
+            '<channel name="Y"/></traceFormat></context>'), [[[1, 2], [3, 4]]]),
+    (_inkml("<trace>1 2, ? 3, * 5</trace>"), [[[1, 2], [1, 5]]]),  # '?' unknown: dropped; '*' repeats
+    ('<?xml version="1.0"?><inkml:ink xmlns:inkml="http://www.w3.org/2003/InkML"><inkml:trace>0 0, 1 1'
+     '</inkml:trace></inkml:ink>', [[[0, 0], [1, 1]]]),
+    ("<ink><trace id='a'>0 0, 2 2</trace><traceGroup><annotation type='truth'>x</annotation>"
+     "<traceView traceDataRef='a'/></traceGroup></ink>", [[[0, 0], [2, 2]]]),  # CROHME: no namespace, plain ids
+])
+def test_inkml_trace_grammar(tmp_path, text, strokes):
+    path = tmp_path / "t.inkml"
+    path.write_text(text)
+    assert [s.tolist() for s in read_sketch(path).strokes] == strokes
+
+
+def test_crohme_style_labels(tmp_path):
+    path = tmp_path / "expr.inkml"
+    path.write_text('<ink xmlns="http://www.w3.org/2003/InkML"><annotation type="truth">$x+1$</annotation>'
+                    '<trace id="0">0 0, 5 5</trace><trace id="1">5 0, 0 5</trace><trace id="2">9 0, 9 5</trace>'
+                    '<traceGroup xml:id="7"><annotation type="truth">Segmentation</annotation>'
+                    '<traceGroup xml:id="8"><annotation type="truth">x</annotation><traceView traceDataRef="0"/>'
+                    '<traceView traceDataRef="1"/></traceGroup>'
+                    '<traceGroup xml:id="9"><annotation type="label">1</annotation><traceView traceDataRef="2"/>'
+                    '</traceGroup></traceGroup></ink>')
+    sketch = read_sketch(path)
+    assert sketch.labels == ("x", "x", "1") and sketch.instance_ids.tolist() == [0, 0, 1]
+
+
+@pytest.mark.parametrize("text, message", [
+    (_inkml("<trace>1 2, 3</trace>"), "trace #1: point 1 has 1 values"),
+    (_inkml("<trace>1 2, a b</trace>"), "trace #1: point 1 holds something that is not a value"),
+    (_inkml("<trace>1 2</trace>", '<traceFormat><channel name="X"/><channel name="T"/></traceFormat>'),
+     "without both X and Y"),
+    (_inkml("<trace/><trace type='penUp'>1 1</trace>"), r"no strokes found.*\(skipped: 1 empty trace, 1 pen-up"),
+    ('<?xml version="1.0"?><!DOCTYPE ink [<!ENTITY a "b">]><ink><trace>&a;</trace></ink>', "refuses DTDs"),
+    (_inkml("<trace>1 2") , "not well-formed XML"),
+    ("<ink><trace>1e400 0, 0 0</trace></ink>", "non-finite"),
+])
+def test_inkml_errors_are_one_line(tmp_path, text, message):
+    path = tmp_path / "bad.inkml"
+    path.write_text(text)
+    with pytest.raises(InputError, match=message) as info:
+        read_sketch(path)
+    assert str(info.value).startswith(str(path)) and "\n" not in str(info.value)
+
+
+def test_inkml_is_sniffed_by_content_and_suffix(tmp_path):
+    ink = _inkml("<trace>0 0, 1 1</trace>").encode()
+    assert detect_format(ink, ".svg") == "inkml"
+    assert detect_format(b'<?xml version="1.0"?>\n<!-- pen -->\n<ink>', "") == "inkml"
+    assert detect_format(b"<trace>0 0</trace>", ".inkml") == "inkml"
+    assert detect_format(b'<svg xmlns="http://www.w3.org/2000/svg"/>', ".inkml") == "svg"
+    path = tmp_path / "named.svg"
+    path.write_bytes(ink)
+    assert read_sketch(path).num_strokes == 1
+
+
+_TRACE_TOKENS = st.sampled_from(["1", "-2.5", "3e2", "1e400", "nan", " ", ",", "'", '"', "!", "*", "?", "T", "F",
+                                 "-", ".", "x", "0"])
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(trace=st.lists(_TRACE_TOKENS, max_size=30).map("".join),
+       channels=st.permutations(["X", "Y", "T"]))
+def test_fuzz_inkml_traces(tmp_path, trace, channels):
+    head = "<traceFormat>" + "".join(f'<channel name="{c}"/>' for c in channels) + "</traceFormat>"
+    path = tmp_path / "fuzz.inkml"
+    path.write_text(_inkml(f"<trace>{trace}</trace>", head))
+    try:
+        sketch = read_sketch(path)
+    except InputError as exc:
+        assert "\n" not in str(exc)
+        return
+    assert all(np.isfinite(s).all() and len(s) for s in sketch.strokes)

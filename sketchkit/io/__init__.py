@@ -1,5 +1,5 @@
-"""Read sketches: SVG, PNG/JPEG, FrISS/CBSC stroke JSON, QuickDraw (ndjson, JSON arrays of records)
-and FS-COCO .npy.
+"""Read sketches: SVG, InkML, PNG/JPEG, FrISS/CBSC stroke JSON, QuickDraw (ndjson, JSON arrays of
+records) and FS-COCO .npy.
 
     sketch = read_sketch("scene.svg")                  # any supported file -> its (first) Sketch
     sketch = read_sketch("scene.png", caption="a cat on a mat")
@@ -11,8 +11,9 @@ a whole category, a JSON array of QuickDraw records), and it yields each as its 
 named by key_id or index. `read_sketch` returns the first drawing of such a file and says
 nothing about the others: use it for files known to hold one sketch.
 
-The reader is chosen by content first (PNG/JPEG magic bytes, NumPy magic, '<' after an optional
-UTF-8/16/32 byte-order mark for SVG, '{' or '[' for JSON, several JSON lines for QuickDraw ndjson) and by suffix only when the content says
+The reader is chosen by content first (PNG/JPEG magic bytes, NumPy magic, an `<ink>` root or the
+InkML namespace for InkML, '<' after an optional UTF-8/16/32 byte-order mark for SVG, '{' or '['
+for JSON, several JSON lines for QuickDraw ndjson) and by suffix only when the content says
 nothing, so a PNG named .svg still reads as a PNG. A QuickDraw .ndjson larger than MAX_FILE_BYTES
 (a whole category file) is streamed instead of being refused. Input files are only read, never
 modified. Every problem (missing, empty, too large, truncated, malformed, unsupported, no strokes)
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -42,11 +44,14 @@ from sketchkit.types import Sketch
 __all__ = ["SUPPORTED_SUFFIXES", "caption_from_names", "describe_skipped", "detect_format", "iter_drawings",
            "iter_quickdraw", "read_caption_file", "read_sketch"]
 
-SUPPORTED_SUFFIXES = (".svg", ".json", ".ndjson", ".npy", ".png", ".jpg", ".jpeg")
+SUPPORTED_SUFFIXES = (".svg", ".inkml", ".json", ".ndjson", ".npy", ".png", ".jpg", ".jpeg")
 """Suffixes (lower case) of the files `sketchkit.data.find_sketches` collects from folders."""
 
-_SUFFIX_FORMATS = {".svg": "svg", ".json": "json", ".ndjson": "json", ".npy": "npy", ".png": "bitmap",
-                   ".jpg": "bitmap", ".jpeg": "bitmap"}
+_SUFFIX_FORMATS = {".svg": "svg", ".inkml": "inkml", ".json": "json", ".ndjson": "json", ".npy": "npy",
+                   ".png": "bitmap", ".jpg": "bitmap", ".jpeg": "bitmap"}
+_INKML_NAMESPACE = "http://www.w3.org/2003/InkML"
+# the first element of the document (after the XML declaration, comments and a DOCTYPE)
+_FIRST_ELEMENT = re.compile(r"^(?:\s+|<\?.*?\?>|<!--.*?-->|<!DOCTYPE[^>\[]*(?:\[.*?\])?\s*>)*<([\w.:-]+)", re.DOTALL)
 _OTHER_MAGIC = ((b"GIF87a", "a GIF image"), (b"GIF89a", "a GIF image"), (b"II*\x00", "a TIFF image"),
                 (b"MM\x00*", "a TIFF image"), (b"%PDF", "a PDF document"), (b"PK\x03\x04", "a zip archive (.npz?)"),
                 (b"\x1f\x8b", "a gzip archive"), (b"BM", "a BMP image"))
@@ -70,7 +75,10 @@ def _text_head(data: bytes, size: int = 1024) -> str:
 
 
 def detect_format(data: bytes, suffix: str = "") -> str | None:
-    """'svg', 'json', 'npy' or 'bitmap' from the content, else from the suffix, else None."""
+    """'svg', 'inkml', 'json', 'npy' or 'bitmap' from the content, else from the suffix, else None.
+
+    InkML: the first element is `<ink>` (any prefix), or the InkML namespace appears in the first
+    characters; any other markup is SVG (its reader names a wrong root element)."""
     from sketchkit.io.bitmap import JPEG_MAGIC, PNG_MAGIC
     from sketchkit.io.fscoco import NPY_MAGIC
 
@@ -80,6 +88,11 @@ def detect_format(data: bytes, suffix: str = "") -> str | None:
         return "npy"
     head = _text_head(data).lstrip()
     if head.startswith("<"):
+        first = _FIRST_ELEMENT.match(head)
+        if (first and first.group(1).rpartition(":")[2] == "ink") or _INKML_NAMESPACE in head:
+            return "inkml"
+        if suffix.lower() == ".inkml" and not (first and first.group(1).rpartition(":")[2] == "svg"):
+            return "inkml"
         return "svg"
     if head[:1] in ("{", "["):
         return "json"
@@ -166,6 +179,10 @@ def _read_format(fmt: str, data: bytes, path) -> Sketch:
         from sketchkit.io.svg import read_svg
 
         return read_svg(data, path)
+    if fmt == "inkml":
+        from sketchkit.io.inkml import read_inkml
+
+        return read_inkml(data, path)
     if fmt == "json":
         return _read_json(data, path)
     if fmt == "npy":
@@ -181,8 +198,8 @@ def _format_of(data: bytes, path: Path) -> str:
     fmt = detect_format(data, path.suffix)
     if fmt is None:
         raise InputError(f"unsupported file type: {_describe_unknown(data)}; sketchkit reads "
-                         f"{', '.join(SUPPORTED_SUFFIXES)} (SVG, stroke JSON, QuickDraw ndjson, FS-COCO .npy, "
-                         "PNG/JPEG)", path)
+                         f"{', '.join(SUPPORTED_SUFFIXES)} (SVG, InkML, stroke JSON, QuickDraw ndjson, "
+                         "FS-COCO .npy, PNG/JPEG)", path)
     return fmt
 
 
@@ -234,7 +251,7 @@ def read_sketch(path: str | os.PathLike, *, caption: str | None = None) -> Sketc
 def iter_drawings(path: str | os.PathLike, *, caption: str | None = None) -> Iterator[tuple[str, Sketch]]:
     """Every sketch a file holds, as (name, Sketch), in file order.
 
-    A file of one sketch (SVG, bitmap, .npy, a stroke-3 scene, one QuickDraw record, an
+    A file of one sketch (SVG, InkML, bitmap, .npy, a stroke-3 scene, one QuickDraw record, an
     ndjson of one line) yields one item named "" whose `Sketch.source` is `str(path)`, exactly what
     `read_sketch` returns. A file of several drawings (QuickDraw .ndjson, a JSON array of QuickDraw
     records) yields one item per drawing, named by its key_id when that is present, unique in the
