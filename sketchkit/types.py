@@ -34,10 +34,15 @@ class Sketch:
     image:          (H, W) float32 grey image (1 = paper) for sketches read from bitmaps, whose
                     strokes are pseudo-strokes traced from the ink; None for vector sketches.
                     Canvas units are then pixels of this image.
-    source_ids:     per-stroke id of the element the stroke came from (an SVG `id`; every stroke of
-                    a path split at pen lifts carries that path's id), None entries = no id; or None.
-    skipped:        what the reader read but did not take as strokes, counted per kind
-                    ({"text": 2, "image": 1}), or None.
+    source_ids:     per-stroke id of the source element the stroke came from (SVG `data-source-id`,
+                    else `id`; InkML trace id), None entries where it had none; or None when no
+                    stroke has one. Every stroke of an SVG path split at its pen lifts carries the
+                    path's id, so several strokes can share one id.
+    skipped:        what the reader saw but did not read as strokes, as {kind: count} in order of
+                    first occurrence, e.g. {"background rect": 1, "text": 2, "hidden path": 3};
+                    {} when it skipped nothing; None for formats whose readers never skip
+                    anything (JSON, .npy, bitmaps). Kinds are listed in sketchkit.io.svg and
+                    sketchkit.io.inkml. Treat it as read-only.
     display_size:   the source's declared (width, height) with their units, e.g. ("210mm", "297mm"),
                     for writers that keep them; None when the source declared none.
     """

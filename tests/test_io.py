@@ -20,7 +20,7 @@ from sketchkit.io import bitmap as bitmap_module
 from sketchkit.io import limits
 from sketchkit.io import svg as svg_module
 from sketchkit.io.bitmap import trace_strokes
-from sketchkit.io.svg import parse_transform, path_points, polyline_paths
+from sketchkit.io.svg import parse_transform, path_strokes, polyline_paths
 
 SVG_HEAD = '<svg xmlns="http://www.w3.org/2000/svg" {attrs}>'
 
@@ -204,10 +204,11 @@ def test_svg_curves_are_flattened_within_tolerance(tmp_path):
     ab = b - a
     u = np.clip(((truth[:, None, :] - a) * ab).sum(-1) / (ab * ab).sum(-1), 0, 1)
     distance = np.linalg.norm(truth[:, None, :] - (a + u[..., None] * ab), axis=-1).min(axis=1)
-    assert distance.max() < svg_module.FLATTEN_TOLERANCE
+    # the tolerance is relative to the drawing: its control-point box, 100 x 100, on a canvas as large
+    assert distance.max() < svg_module.flatten_tolerance(np.hypot(100, 100), np.hypot(100, 100))
     assert 10 < len(points) < 100  # adaptive, not a fixed count
     np.testing.assert_array_equal(points[[0, -1]], [[0, 0], [100, 0]])
-    # the same curve drawn 10x larger through a transform gets more points
+    # the same curve drawn 10x larger through a transform, overflowing the canvas, gets more points
     big = read_svg_text(tmp_path, '<path d="M 0 0 C 0 100 100 100 100 0" transform="scale(10)"/>')
     assert len(big.strokes[0]) > 2.5 * len(points)
 
@@ -226,7 +227,7 @@ def test_svg_arcs_circles_and_ellipses(tmp_path):
     np.testing.assert_allclose(np.hypot(*(circle - 50).T), 10)
     np.testing.assert_allclose(circle[0], circle[-1])  # closed
     chord_sagitta = 10 * (1 - np.cos(np.pi / (len(circle) - 1)))
-    assert chord_sagitta < svg_module.FLATTEN_TOLERANCE
+    assert chord_sagitta < svg_module.flatten_tolerance(np.hypot(80, 80))  # the drawing's box: 10..90
     np.testing.assert_allclose(((ellipse[:, 0] - 50) / 20) ** 2 + ((ellipse[:, 1] - 50) / 5) ** 2, 1)
 
 
@@ -239,11 +240,12 @@ def test_svg_rects_polygons_polylines_and_subpaths(tmp_path):
         '<path d="m 1 1 l 2 0 l 0 2 z"/>'
         '<rect x="0" y="0" width="10" height="10" rx="2"/>'
         '<rect width="0" height="5"/>'))
-    rect, polygon, polyline, subpaths, relative, rounded = sketch.strokes
+    rect, polygon, polyline, subpaths, second, third, relative, rounded = sketch.strokes
     assert rect.tolist() == [[1, 2], [4, 2], [4, 6], [1, 6], [1, 2]]
     assert polygon.tolist() == [[0, 0], [10, 0], [10, 10], [0, 0]]
     assert polyline.tolist() == [[0, 0], [1, 1]]  # the odd trailing number is ignored
-    assert subpaths.tolist() == [[0, 0], [1, 0], [5, 5], [6, 5], [7, 7]]  # one stroke, joined subpaths
+    assert subpaths.tolist() == [[0, 0], [1, 0]]  # every moveto starts a stroke; the pen-up move is not drawn
+    assert second.tolist() == [[5, 5], [6, 5]] and third.tolist() == [[6, 5], [7, 7]]
     assert relative.tolist() == [[1, 1], [3, 1], [3, 3], [1, 1]]
     assert rounded[:, 0].min() == pytest.approx(0) and rounded[:, 1].max() == pytest.approx(10)
     corner = np.hypot(*(rounded - [2, 2]).T)[(rounded[:, 0] < 2) & (rounded[:, 1] < 2)]
@@ -412,26 +414,34 @@ def test_polyline_fast_path_matches_svgpathtools(commands):
     d = " ".join(cmd + " " + " ".join(f"{x},{y}" for x, y in pairs) for cmd, pairs in commands)
     if not d.startswith("M"):
         d = "M 0 0 " + d
-    fast, counts, ok = polyline_paths([d])
-    assert ok[0] and counts[0] == len(fast)
-    chunks, last = [], None
-    for seg in parse_path(d):
-        if last is None or seg.start != last:
-            chunks.append(seg.start)
-        chunks.append(seg.end)
-        last = seg.end
-    general = np.array([[z.real, z.imag] for z in chunks]).reshape(-1, 2)
-    np.testing.assert_allclose(fast, general, atol=1e-9)
+    fast, counts, ok, starts = polyline_paths([d])
+    assert ok[0] and counts[0] == len(fast) and (not len(fast) or starts[0])
+    # svgpathtools on each subpath (the text from one M to the next) gives the strokes
+    expected = []
+    for piece in d.split("M")[1:]:
+        segments = list(parse_path("M" + piece))
+        if segments:
+            expected.append([[segments[0].start.real, segments[0].start.imag]]
+                            + [[seg.end.real, seg.end.imag] for seg in segments])
+    got = np.split(fast, np.flatnonzero(starts)[1:]) if len(fast) else []
+    assert len(got) == len(expected)
+    for stroke, want in zip(got, expected):
+        np.testing.assert_allclose(stroke, want, atol=1e-9)
     spaced = d.replace("M", "M ").replace("L", "L ")
-    np.testing.assert_allclose(path_points(spaced, 0.25, None, "p"), general, atol=1e-9)
+    general = svg_module._flatten_subpaths(svg_module._parse_subpaths(spaced, None, "p"), 0.25, None, "p")
+    assert len(general) == len(expected)
+    for stroke, want in zip(general, expected):
+        np.testing.assert_allclose(stroke, want, atol=1e-9)
+    assert len(path_strokes(spaced, 0.25)) == len(expected)
 
 
 def test_polyline_batch_keeps_paths_apart_and_flags_others():
-    points, counts, ok = polyline_paths(["M 0 0 L 1 1", "M 5 5 Q 1 1 2 2", "", "L 1 1", "M 1 2 3", "M 9 9 9 8 M 7 7",
-                                         "M 1e 2"])
-    assert ok.tolist() == [True, False, True, False, False, True, False]
-    assert counts.tolist() == [2, 0, 0, 0, 0, 2, 0]
-    assert points.tolist() == [[0, 0], [1, 1], [9, 9], [9, 8]]
+    points, counts, ok, starts = polyline_paths(["M 0 0 L 1 1", "M 5 5 Q 1 1 2 2", "", "L 1 1", "M 1 2 3",
+                                                 "M 9 9 9 8 M 7 7", "M 1e 2", "M 0 0 L 1 0 M 1 0 L 2 0"])
+    assert ok.tolist() == [True, False, True, False, False, True, False, True]
+    assert counts.tolist() == [2, 0, 0, 0, 0, 2, 0, 4]
+    assert points.tolist() == [[0, 0], [1, 1], [9, 9], [9, 8], [0, 0], [1, 0], [1, 0], [2, 0]]
+    assert starts.tolist() == [True, False, True, False, True, False, True, False]  # a lone moveto draws nothing
 
 
 # --------------------------------------------------------------------------------- format sniffing

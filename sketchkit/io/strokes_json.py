@@ -75,7 +75,8 @@ def numeric_array(value: object, what: str, path, *, columns: int | None = None,
 
 def build_sketch(strokes: Sequence[np.ndarray], path, *, width: float | None = None, height: float | None = None,
                  labels: Sequence[str | None] | None = None, instance_ids: np.ndarray | None = None,
-                 caption: str | None = None, stroke_widths: np.ndarray | None = None) -> Sketch:
+                 caption: str | None = None, stroke_widths: np.ndarray | None = None,
+                 source_ids: Sequence[str | None] | None = None, skipped: dict[str, int] | None = None) -> Sketch:
     """A checked Sketch from non-empty (P_i, 2) float64 strokes: InputError when there is no stroke
     or a coordinate is non-finite or beyond MAX_COORDINATE; a missing canvas side comes from the ink."""
     strokes = tuple(strokes)
@@ -90,7 +91,16 @@ def build_sketch(strokes: Sequence[np.ndarray], path, *, width: float | None = N
         height = ink_h if height is None else height
     return Sketch(strokes=strokes, width=float(width), height=float(height), stroke_widths=stroke_widths,
                   labels=None if labels is None else tuple(labels), instance_ids=instance_ids,
-                  caption=caption, source=str(path) if path is not None else None)
+                  caption=caption, source=str(path) if path is not None else None,
+                  source_ids=None if source_ids is None else tuple(source_ids), skipped=skipped)
+
+
+def describe_skipped(skipped: dict[str, int] | None, template: str = "{}") -> str:
+    """`template` filled with "2 text, 1 image" for {"text": 2, "image": 1}; "" when nothing was
+    skipped (None or {})."""
+    if not skipped:
+        return ""
+    return template.format(", ".join(f"{count} {kind}" for kind, count in skipped.items()))
 
 
 # ------------------------------------------------------------------------------------------- captions
@@ -187,9 +197,19 @@ def read_stroke_list(doc: list, path) -> Sketch:
     return build_sketch([s for s in strokes if len(s)], path)
 
 
+def is_record_list(doc: object) -> bool:
+    """Whether a parsed JSON document is a list of objects (QuickDraw records, one per drawing)."""
+    return isinstance(doc, list) and bool(doc) and isinstance(doc[0], dict)
+
+
 def read_json_document(doc: object, path) -> Sketch:
-    """Dispatch a parsed JSON document on its schema (stroke-3 scene, QuickDraw record, bare list)."""
+    """Dispatch a parsed JSON document on its schema (sketchkit's result JSON, stroke-3 scene, QuickDraw
+    record, a list of QuickDraw records: its first drawing, bare list)."""
     if isinstance(doc, dict):
+        from sketchkit.io.result_json import is_result_document, read_result_json
+
+        if is_result_document(doc):
+            return read_result_json(doc, path)
         if "scene_strokes" in doc:
             return read_stroke3_scene(doc, path)
         if "drawing" in doc:
@@ -199,6 +219,10 @@ def read_json_document(doc: object, path) -> Sketch:
         keys = ", ".join(sorted(map(str, doc))[:8]) or "none"
         raise InputError("unrecognised JSON: expected a FrISS/CBSC stroke-3 object with 'scene_strokes' or a "
                          f"QuickDraw object with 'drawing' (found keys: {keys})", path)
+    if is_record_list(doc):
+        from sketchkit.io.quickdraw import sketch_from_record
+
+        return sketch_from_record(doc[0], path, where="record 0: ")
     if isinstance(doc, list):
         return read_stroke_list(doc, path)
     raise InputError(f"unrecognised JSON: the top level is a {type(doc).__name__}, not an object or a list", path)
