@@ -69,11 +69,13 @@ def segment(
     table = Table(title="sketchkit segment")
     for column in ("file", "strokes", "labels found", "outputs"):
         table.add_column(column, overflow="fold")
-    failures = 0
+    failures, last = 0, None
     with progress(disable=quiet or len(files) < 2) as bar:
         task = bar.add_task("segmenting", total=len(files))
         for outcome in run_segment(job, segmenter):
-            bar.advance(task)
+            bar.advance(task, int(outcome.path != last))  # per file, also for files of several drawings
+            last = outcome.path
+            label = f"{outcome.path}#{outcome.name}" if outcome.name else str(outcome.path)
             if outcome.error is not None:
                 failures += 1
                 print_error(outcome.error)
@@ -81,11 +83,11 @@ def segment(
                 for p in outcome.outputs:
                     stdout.print(cell(p), highlight=False, soft_wrap=True)
             elif outcome.skipped:
-                table.add_row(cell(outcome.path), "-", "(skipped: outputs exist)", "")
+                table.add_row(cell(label), "-", "(skipped: outputs exist)", "")
             else:
                 names = outcome.result.stroke_label_names
                 found = ", ".join(f"{n} ({names.count(n)})" for n in dict.fromkeys(names))
-                table.add_row(cell(outcome.path), str(len(names)), cell(found), cell("\n".join(map(str, outcome.outputs))))
+                table.add_row(cell(label), str(len(names)), cell(found), cell("\n".join(map(str, outcome.outputs))))
     if not quiet:
         stdout.print(table)
     if failures:

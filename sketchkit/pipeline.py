@@ -43,18 +43,12 @@ def run_output_paths(out: Path, formats: Sequence[str], single_input: bool) -> d
     return {f: folder / RUN_OUTPUTS[f] for f in formats if f in RUN_OUTPUTS}
 
 
-def output_paths(inputs: Sequence[Path], out: Path, formats: Sequence[str]) -> dict[Path, list[Path]]:
-    """Map each input to its output files: `out/<path relative to the inputs' common folder>.<fmt>`.
-
-    A single input with `out` carrying a known suffix writes exactly that file. Inputs that differ
-    only in their suffix (scene.svg, scene.json) keep it: `out/scene.svg.<fmt>`, `out/scene.json.<fmt>`.
-    """
+def output_bases(inputs: Sequence[Path], out: Path) -> dict[Path, Path]:
+    """Map each input to its outputs' base path (no suffix): `out/<path relative to the inputs' common
+    folder>`. A single input with `out` carrying a known suffix: `out` without it. Inputs that differ
+    only in their suffix (scene.svg, scene.json) keep it: `out/scene.svg`, `out/scene.json`."""
     if len(inputs) == 1 and out.suffix.lower() in FORMAT_SUFFIX.values():
-        formats = [f for f in formats if f in FORMAT_SUFFIX]
-        fmt_of = {v: k for k, v in FORMAT_SUFFIX.items()}
-        others = [f for f in formats if FORMAT_SUFFIX[f] != out.suffix.lower()]
-        return {inputs[0]: [out] + [out.with_suffix(FORMAT_SUFFIX[f]) for f in others if fmt_of[out.suffix.lower()] != f]}
-    formats = [f for f in formats if f in FORMAT_SUFFIX]
+        return {inputs[0]: out.with_suffix("")}
     resolved = [p.resolve() for p in inputs]
     root = Path(os.path.commonpath([p.parent for p in resolved])) if resolved else Path.cwd()
     stems = Counter(p.relative_to(root).with_suffix("") for p in set(resolved))
@@ -63,15 +57,42 @@ def output_paths(inputs: Sequence[Path], out: Path, formats: Sequence[str]) -> d
         relative = path.relative_to(root).with_suffix("")
         if stems[relative] > 1:  # scene.svg and scene.json side by side: keep the suffix (scene.svg.json)
             relative = path.relative_to(root)
-        mapping[original] = [out / relative.parent / (relative.name + FORMAT_SUFFIX[f]) for f in formats]
+        mapping[original] = out / relative
     return mapping
+
+
+def output_files(base: Path, name: str, formats: Sequence[str]) -> list[Path]:
+    """The per-input outputs of one drawing: `<base>.<fmt>`, or `<base>/<name>.<fmt>` for drawing `name`
+    of a file that holds several (QuickDraw), named by key id or index."""
+    stem = base / name if name else base
+    return [stem.parent / (stem.name + FORMAT_SUFFIX[f]) for f in formats if f in FORMAT_SUFFIX]
+
+
+def output_paths(inputs: Sequence[Path], out: Path, formats: Sequence[str]) -> dict[Path, list[Path]]:
+    """Each (single-drawing) input's output files (see `output_bases`; a single input's `out` with a
+    known suffix is written exactly)."""
+    bases = output_bases(inputs, out)
+    if len(inputs) == 1 and out.suffix.lower() in FORMAT_SUFFIX.values():
+        own = next((f for f, suffix in FORMAT_SUFFIX.items() if suffix == out.suffix.lower()), None)
+        return {inputs[0]: [out] + [p for p in output_files(bases[inputs[0]], "", formats) if p != out and own]}
+    return {path: output_files(base, "", formats) for path, base in bases.items()}
+
+
+@dataclass(frozen=True)
+class Drawing:
+    """One sketch to segment: its file and its name in the file ("" when the file holds one sketch)."""
+
+    path: Path
+    name: str = ""
 
 
 @dataclass
 class FileOutcome:
-    """One input's outcome: its result and written files, or its error, or skipped (outputs exist)."""
+    """One drawing's outcome: its result and written files, or its error, or skipped (outputs exist).
+    `name` is the drawing's name in its file ("" for single-sketch files)."""
 
     path: Path
+    name: str = ""
     result: SegmentResult | None = None
     outputs: list[Path] = field(default_factory=list)
     error: SketchkitError | None = None
@@ -99,40 +120,81 @@ class SegmentJob:
 
 
 def run_segment(job: SegmentJob, segmenter, *, timings: Timings | None = None) -> Iterator[FileOutcome]:
-    """Yield one FileOutcome per input, in input order (the engine reads, encodes and votes; this writes)."""
-    from .io import read_sketch
+    """Yield one FileOutcome per drawing, in input order (the engine encodes and votes; this reads and writes).
+    Every drawing of a multi-drawing file (QuickDraw) is segmented as its own sketch."""
     from .write import write_result
 
     engine = Engine(segmenter, labels=job.labels, threshold=job.threshold, batch_size=job.batch_size,
                     prefetch=job.prefetch, timings=timings, strict=job.strict, top_k=job.top_k)
-    targets = output_paths(list(job.inputs), job.out, job.formats)
+    single = len(job.inputs) == 1 and job.out.suffix.lower() in FORMAT_SUFFIX.values()
+    exact = output_paths(list(job.inputs), job.out, job.formats) if single else {}
+    bases = output_bases(list(job.inputs), job.out)
     run_paths = run_output_paths(job.out, job.formats, len(job.inputs) == 1)
     for path in run_paths.values():
         path.parent.mkdir(parents=True, exist_ok=True)
         check_output_path(path, job.inputs, job.overwrite)
 
-    def load(path: Path) -> Sketch | None:
-        outputs = targets[path]
-        if job.skip_existing and all(p.exists() for p in outputs):
+    def targets(drawing: Drawing) -> list[Path]:
+        if single and not drawing.name:
+            return exact[drawing.path]
+        return output_files(bases[drawing.path], drawing.name, job.formats)
+
+    def load(item: tuple[Drawing, object]) -> Sketch | None:
+        drawing, sketch = item
+        if isinstance(sketch, SketchkitError):
+            raise sketch
+        if sketch is None or (job.skip_existing and all(p.exists() for p in targets(drawing))):
             return None
-        check_output_paths(outputs, job.inputs, job.overwrite)
-        return read_sketch(path, caption=job.labels.caption)
+        check_output_paths(targets(drawing), job.inputs, job.overwrite)
+        return sketch
 
     with RunSummary(csv_path=run_paths.get("csv"), coco_path=run_paths.get("coco"), csv_per=job.csv_per,
                     overwrite=job.overwrite) as summary:
-        for outcome in engine.stream(job.inputs, load):
-            path = outcome.item
+        for outcome in engine.stream(_drawings(job, targets, engine.timings), load):
+            drawing = outcome.item[0]
             if outcome.skipped:
-                yield FileOutcome(path, outputs=targets[path], skipped=True)
+                yield FileOutcome(drawing.path, drawing.name, outputs=targets(drawing), skipped=True)
             elif outcome.error is not None:
-                yield FileOutcome(path, error=outcome.error)
+                yield FileOutcome(drawing.path, drawing.name, error=outcome.error)
             else:
                 start = time.perf_counter()
                 written = [write_result(outcome.result, target, overwrite=True, palette=job.palette)
-                           for target in targets[path]]
+                           for target in targets(drawing)]
                 summary.add(outcome.result)
                 engine.timings.write += time.perf_counter() - start
-                yield FileOutcome(path, result=outcome.result, outputs=written)
+                yield FileOutcome(drawing.path, drawing.name, result=outcome.result, outputs=written)
+
+
+MULTI_DRAWING_SUFFIXES = (".ndjson", ".json")
+"""Suffixes of files that may hold several drawings (QuickDraw); others hold one sketch."""
+
+
+def _drawings(job: SegmentJob, targets, timings: Timings) -> Iterator[tuple[Drawing, object]]:
+    """(Drawing, Sketch | error | None) for every drawing of every input, read lazily (in the engine's
+    prefetch thread when it has one). None: a one-sketch file whose outputs exist under skip_existing,
+    not even read."""
+    from .io import iter_drawings
+
+    for path in job.inputs:
+        if job.skip_existing and path.suffix.lower() not in MULTI_DRAWING_SUFFIXES \
+                and all(p.exists() for p in targets(Drawing(path))):
+            yield Drawing(path), None
+            continue
+        drawings = iter_drawings(path, caption=job.labels.caption)
+        while True:
+            start = time.perf_counter()
+            try:
+                name, sketch = next(drawings)
+            except StopIteration:
+                break
+            except SketchkitError as exc:
+                if isinstance(exc, UsageError):
+                    raise
+                yield Drawing(path), exc  # the message names the line or record
+                break
+            finally:
+                timings.read += time.perf_counter() - start
+            yield Drawing(path, name), sketch
 
 
 def check_output_paths(outputs: Sequence[Path], inputs: Sequence[Path], overwrite: bool) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
@@ -25,19 +26,33 @@ PALETTE = (
 GREY = "#7f7f7f"  # "background" class and strokes without a label
 
 
-def _extra_color(k: int) -> str:
-    """The k-th colour after PALETTE: golden-angle hues at four saturation/brightness levels (never grey)."""
+@lru_cache(maxsize=None)
+def _hue_grid() -> np.ndarray:
+    """(K, 3) RGB candidates in [0, 255]: 48 hues x 3 saturations x 3 brightnesses (no greys)."""
     import colorsys
 
-    hue = (0.05 + k * 0.6180339887) % 1.0
-    saturation, value = ((0.85, 0.75), (0.55, 0.95), (0.95, 0.5), (0.4, 0.7))[(k // 7) % 4]
-    r, g, b = colorsys.hsv_to_rgb(hue, saturation, value)
-    return "#{:02x}{:02x}{:02x}".format(round(r * 255), round(g * 255), round(b * 255))
+    return np.array([[round(255 * c) for c in colorsys.hsv_to_rgb(h / 48, s, v)]
+                     for h in range(48) for s in (0.95, 0.7, 0.45) for v in (0.95, 0.75, 0.5)], dtype=np.float64)
+
+
+@lru_cache(maxsize=None)
+def _extra_colors(count: int) -> tuple[str, ...]:
+    """`count` colours after PALETTE, each the candidate farthest (in RGB) from every colour chosen before
+    it (PALETTE's and grey included): deterministic, and no two classes look alike."""
+    grid = _hue_grid()
+    chosen = [np.array([int(c[i:i + 2], 16) for i in (1, 3, 5)], dtype=np.float64) for c in (*PALETTE, GREY)]
+    nearest = np.min([np.linalg.norm(grid - c, axis=1) for c in chosen], axis=0)
+    picked = []
+    for _ in range(count):
+        best = int(np.argmax(nearest))
+        picked.append("#{:02x}{:02x}{:02x}".format(*grid[best].astype(int)))
+        nearest = np.minimum(nearest, np.linalg.norm(grid - grid[best], axis=1))
+    return tuple(picked)
 
 
 class Palette:
     """Class -> '#rrggbb': grey for BACKGROUND and unlabelled strokes, else by class index: PALETTE,
-    then further distinct colours (`_extra_color`); or a matplotlib colormap's colours (a listed
+    then further distinct colours (`_extra_colors`); or a matplotlib colormap's colours (a listed
     map's own colours, else evenly spaced samples); `named` labels (a JSON file's) win over both."""
 
     def __init__(self, named: dict[str, str] | None = None, colormap: str | None = None):
@@ -66,7 +81,7 @@ class Palette:
 
     def _base(self, count: int) -> list[str]:
         if self.colormap is None:
-            return [PALETTE[i] if i < len(PALETTE) else _extra_color(i - len(PALETTE)) for i in range(count)]
+            return list(PALETTE[:count]) + list(_extra_colors(max(count - len(PALETTE), 0)))
         import matplotlib
         from matplotlib.colors import ListedColormap, to_hex
 
