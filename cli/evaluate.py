@@ -27,11 +27,13 @@ from rich.text import Text
 
 from ._errors import print_error
 from ._options import (AdapterOpt, BackboneOpt, BatchOpt, CompileOpt, DeviceOpt, JsonOutOpt, LimitOpt, ModelOpt,
-                       OverwriteOpt, QuietOpt, StrictOpt, ThresholdOpt, WeightsOpt, announce_model, cell, progress,
-                       stderr, stdout)
+                       OverwriteOpt, QuietOpt, ScoringOpt, StrictOpt, ThresholdOpt, WeightsOpt, announce_model, cell,
+                       progress, stderr, stdout)
 
-PROTOCOLS = ("per-sketch", "dataset", "both")
-PROTOCOL_TITLES = {"per_sketch": "per-sketch mean (paper)", "dataset": "dataset confusion matrix (CAVT)"}
+PROTOCOLS = {"per-sketch": ["per_sketch"], "dataset": ["dataset"], "reference": ["reference"],
+             "both": ["per_sketch", "dataset"], "all": ["per_sketch", "dataset", "reference"]}
+PROTOCOL_TITLES = {"per_sketch": "per-sketch mean (paper)", "dataset": "dataset confusion matrix (CAVT)",
+                   "reference": "reference test.py geometry (per-sketch mean, 512 px Bresenham footprints)"}
 
 
 def _fmt(value) -> str:
@@ -91,7 +93,8 @@ def evaluate(
     split: Annotated[Optional[str], typer.Option("--split", help="train | val | test from the folder's data_partitions.json (FS-COCO layout: a sub-folder).")] = None,
     model: ModelOpt = None,
     metrics: Annotated[str, typer.Option("--metrics", help="Comma list of acc-s, acc-p, miou, mean-class-acc, fw-iou.")] = "acc-s,acc-p,miou",
-    protocol: Annotated[str, typer.Option("--protocol", help="per-sketch (paper) | dataset (CAVT, one confusion matrix) | both")] = "both",
+    protocol: Annotated[str, typer.Option("--protocol", help="per-sketch (paper) | dataset (CAVT, one confusion matrix) | reference (the reference code's test.py geometry) | both (per-sketch + dataset) | all (the three side by side)")] = "both",
+    scoring: ScoringOpt = None,
     classes: Annotated[Optional[str], typer.Option("--classes", help="per-sketch (default: each sketch's own classes, the paper's protocol), or a file of class names (one per line) every sketch is scored in.")] = None,
     name_map: Annotated[Optional[Path], typer.Option("--name-map", help="JSON mapping dataset names to --classes names (e.g. friss_to_qd_mappings.json).")] = None,
     eval_size: Annotated[Optional[int], typer.Option("--eval-size", min=16, max=4096, help="Pixel metrics resolution (default 512, the reference's; 224 available).")] = None,
@@ -123,6 +126,9 @@ def evaluate(
     keys = _metric_keys(metrics)
     if protocol not in PROTOCOLS:
         raise UsageError(f"--protocol must be one of {', '.join(PROTOCOLS)}")
+    if predictions and "reference" in PROTOCOLS[protocol]:
+        raise UsageError("--protocol reference needs the model (the reference frame is drawn from the sketches): "
+                         "give --data and --model")
     if predictions and (data is not None or split is not None or model is not None or save_predictions is not None):
         raise UsageError("--predictions re-scores saved predictions: leave out --data, --split, --model and --save-predictions")
     if not predictions and data is None:
@@ -130,7 +136,7 @@ def evaluate(
     names = None if predictions else [m.strip() for m in (model or "oracle").split(",") if m.strip()]
     _check_outputs([data] if data is not None else list(predictions), json_out, csv_out, plots, names, overwrite)
     vocabulary = _vocabulary(classes, name_map)
-    config = {"protocol": protocol, "metrics": [m.strip() for m in metrics.split(",") if m.strip()],
+    config = {"protocol": protocol, "scoring": scoring, "metrics": [m.strip() for m in metrics.split(",") if m.strip()],
               "classes": classes or "per-sketch", "name_map": str(name_map) if name_map else None, "limit": limit,
               "batch_size": batch_size, "backbone": backbone, "weights": str(weights) if weights else None,
               "adapter": str(adapter) if adapter else None, "device": device, "compile": compile,
@@ -142,9 +148,9 @@ def evaluate(
             from sketchkit.inference import ModelSpec
 
             spec = ModelSpec(names[0], backbone, str(weights) if weights else None, str(adapter) if adapter else None,
-                             device, compile)
+                             device, compile, scoring)
             report = _run(data, split, limit, allow_pickle, strict, names, spec, vocabulary, eval_size, batch_size,
-                          threshold, save_predictions, overwrite, config, bar, quiet)
+                          threshold, save_predictions, overwrite, config, bar, quiet, PROTOCOLS[protocol])
     _print_report(report, keys, protocol, per_category, quiet)
     _write_outputs(report, json_out, csv_out, plots, save_predictions, overwrite)
 
@@ -198,7 +204,7 @@ def _rescore(predictions, vocabulary, eval_size, limit, config, bar):
 
 
 def _run(data, split, limit, allow_pickle, strict, names, spec, vocabulary, eval_size, batch_size, threshold,
-         save_predictions, overwrite, config, bar, quiet):
+         save_predictions, overwrite, config, bar, quiet, protocols):
     from sketchkit.evaluation import DEFAULT_EVAL_SIZE, dataset_fingerprint, evaluate, load_eval_sketches
     from sketchkit.inference import build_segmenters
 
@@ -217,7 +223,7 @@ def _run(data, split, limit, allow_pickle, strict, names, spec, vocabulary, eval
                     data_info={"path": str(data), "split": split, "layout": layout,
                                "fingerprint": dataset_fingerprint(files)},
                     on_step=lambda name, n: bar.advance(tasks[name], n), save_predictions=save_predictions,
-                    overwrite=overwrite, config=config)
+                    overwrite=overwrite, config=config, protocols=protocols)
 
 
 def _print_report(report, keys, protocol, per_category, quiet) -> None:
@@ -225,7 +231,7 @@ def _print_report(report, keys, protocol, per_category, quiet) -> None:
     count = report.data["count"]
     caption = (f"{count} sketches · vocabulary {report.data['vocab']} · pixels at {report.eval_size} px · "
                f"strokes voted at {', '.join(sorted({str(v) for v in report.stroke_resolution.values()}) or ['224'])} px")
-    protocols = ["per_sketch", "dataset"] if protocol == "both" else [protocol.replace("-", "_")]
+    protocols = [p for p in PROTOCOLS[protocol] if all(p in r for r in result["results"].values())]
     _tables(result, keys, protocols, caption, quiet)
     if per_category and not quiet:
         _per_category(result, caption)

@@ -16,7 +16,8 @@ from rich.table import Table
 
 from ._errors import print_error
 from ._options import (AdapterOpt, BackboneOpt, BatchOpt, CompileOpt, DeviceOpt, ModelOpt, OverwriteOpt, QuietOpt,
-                       StrictOpt, ThresholdOpt, WeightsOpt, announce_model, cell, progress, stderr, stdout)
+                       ScoringOpt, StrictOpt, ThresholdOpt, WeightsOpt, announce_model, cell, progress, stderr,
+                       stdout)
 
 
 def segment(
@@ -37,6 +38,7 @@ def segment(
     compile: CompileOpt = False,
     batch_size: BatchOpt = 8,
     threshold: ThresholdOpt = None,
+    scoring: ScoringOpt = None,
     skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Skip inputs whose outputs all exist (resume a batch).")] = False,
     overwrite: OverwriteOpt = False,
     strict: StrictOpt = False,
@@ -64,7 +66,7 @@ def segment(
                      overwrite=overwrite, skip_existing=skip_existing, strict=strict)
     segmenter = build_segmenter(ModelSpec(model or default_method(str(adapter) if adapter else None), backbone,
                                           str(weights) if weights else None, str(adapter) if adapter else None, device,
-                                          compile))
+                                          compile, scoring))
     announce_model(segmenter, quiet)
     table = Table(title="sketchkit segment")
     for column in ("file", "strokes", "labels found", "outputs"):

@@ -120,7 +120,7 @@ def _nearest_pixel_votes(scores, raster, sketch, strokes, num_strokes):
     return _tally(owner, scores[:, xy[:, 1], xy[:, 0]], num_strokes, abstain=False)
 
 
-def _rank(counts: np.ndarray, sums: np.ndarray, pixels: np.ndarray, top_k: int = 3) -> StrokeVotes:
+def rank_votes(counts: np.ndarray, sums: np.ndarray, pixels: np.ndarray, top_k: int = 3) -> StrokeVotes:
     """StrokeVotes from per-stroke class counts (S, C), summed scores (S, C) and pixel counts (S,)."""
     num_strokes, num_classes = counts.shape
     # per row: most votes first, then larger summed score, then smaller class index (stable sort)
@@ -185,7 +185,7 @@ def vote_strokes(
         if still.size:
             c, s, p = _nearest_pixel_votes(scores, raster, sketch, still, num_strokes)
             counts[still], sums[still], pixels[still] = c[still], s[still], p[still]
-    return _rank(counts, sums, pixels, top_k)
+    return rank_votes(counts, sums, pixels, top_k)
 
 
 def vote_labels(

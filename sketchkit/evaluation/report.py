@@ -19,7 +19,9 @@ from ..raster import DEFAULT_SIZE
 from ..types import SegmentResult, Sketch, Transform
 
 DEFAULT_EVAL_SIZE = 512
-PROTOCOLS = ("per_sketch", "dataset")
+PROTOCOLS = ("per_sketch", "dataset", "reference")
+"""per_sketch: the paper's per-sketch means; dataset: CAVT's pooled confusion; reference: the reference
+code's test.py geometry (`sketchkit.evaluation.reference_protocol`), computed when asked for."""
 
 
 
@@ -48,6 +50,7 @@ class ModelResult:
     weights: dict | None = None
     excluded_classes: Counter = field(default_factory=Counter)
     scoring: str = "paper"
+    reference: list = field(default_factory=list)  # SketchScore per sketch under the reference protocol
     records: list[PredictionRecord] = field(default_factory=list)
 
 
@@ -62,13 +65,17 @@ class EvalReport:
 
     def to_dict(self) -> dict:
         """JSON-ready: {"sketchkit_version", "config", "data", "results": {model: {"per_sketch",
-        "dataset", "counts", "model", "weights", "resolution", "sketches", "excluded_strokes",
-        "excluded_classes", "per_category"}}}; metrics in percent, None where undefined."""
+        "dataset", ["reference"], "counts", "model", "weights", "resolution", "scoring", "threshold", "sketches",
+        "excluded_strokes", "excluded_classes", "per_category"}}}; metrics in percent, None where undefined;
+        "reference" only when that protocol ran."""
+        from .reference_protocol import summarise
+
         results = {}
         for m in self.models:
             scores = m.evaluator.summary().to_dict()
             results[m.name] = {
                 **scores,
+                **({"reference": summarise(m.reference)} if m.reference else {}),
                 "model": m.description,
                 "weights": m.weights,
                 "resolution": {"pixels": self.eval_size, "strokes": self.stroke_resolution.get(m.name, DEFAULT_SIZE)},
@@ -96,7 +103,7 @@ def report_csv(report: dict) -> str:
     for name, result in report["results"].items():
         weights = result.get("weights") or {}
         weights_text = "; ".join(f"{k}={v}" for k, v in weights.items() if v is not None)
-        for protocol in PROTOCOLS:
+        for protocol in (p for p in PROTOCOLS if p in result):
             for metric, value in result[protocol].items():
                 writer.writerow([name, protocol, metric, "" if value is None else repr(float(value)),
                                  result["resolution"]["pixels"], result["resolution"]["strokes"], result["sketches"],

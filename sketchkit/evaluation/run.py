@@ -27,7 +27,8 @@ from ..errors import InputError, UsageError
 from ..inference.engine import Engine, check_batch_size
 from ..metrics import Evaluator
 from ..types import Sketch
-from .report import DEFAULT_EVAL_SIZE, EvalReport, ModelResult
+from .reference_protocol import frame_scores, score_reference
+from .report import DEFAULT_EVAL_SIZE, PROTOCOLS, EvalReport, ModelResult
 from .scoring import add_scored, check_eval_size, eval_pixel_labels, eval_stroke_ids, split_scorable
 from .vocabulary import Vocabulary
 
@@ -42,6 +43,7 @@ def evaluate(
     threshold: float | None = None,
     data_info: dict | None = None,
     keep_predictions: bool = False,
+    protocols: Sequence[str] = ("per_sketch", "dataset"),
     on_step: Callable[[str, int], None] | None = None,
     save_predictions: str | os.PathLike | None = None,
     overwrite: bool = True,
@@ -51,7 +53,8 @@ def evaluate(
 
     Each batch is rasterized once per model view (the 224 px input and its eval-size ground-truth
     ink) for all models. `keep_predictions` keeps every SegmentResult (`ModelResult.predictions`);
-    `config` is copied into the report.
+    `config` is copied into the report. `protocols`: the per-sketch and dataset protocols always run;
+    add "reference" for the reference code's geometry (`reference_protocol`; classes then in sorted order).
     """
     vocab = vocab or Vocabulary()
     check_eval_size(eval_size)
@@ -63,7 +66,12 @@ def evaluate(
     global_names = vocab.class_names(sketches)
     if not sketches or not global_names:
         raise InputError("no labelled sketches to evaluate (ground-truth stroke labels in the vocabulary are needed)")
-    engines = [Engine(s, labels=vocab.policy(), threshold=threshold, batch_size=batch_size) for s in segmenters]
+    unknown = [p for p in protocols if p not in PROTOCOLS]
+    if unknown:
+        raise UsageError(f"unknown protocol(s) {', '.join(unknown)}; choose from {', '.join(PROTOCOLS)}")
+    reference = "reference" in protocols
+    engines = [Engine(s, labels=vocab.policy(sort=reference), threshold=threshold, batch_size=batch_size)
+               for s in segmenters]
     results = [ModelResult(s.name, s.description, Evaluator(global_names), weights=s.weights) for s in segmenters]
     writers = _open_writers(save_predictions, segmenters, results, sketches, vocab, eval_size, threshold, data_info,
                             overwrite)
@@ -73,7 +81,7 @@ def evaluate(
             views: dict = {}  # (rasterize, input size) -> per sketch (raster, eval-size ids), shared by models
             for engine, result, writer in zip(engines, results, writers):
                 _score_batch(engine, result, writer, batch, start, views, vocab, eval_size, global_names,
-                             keep_predictions)
+                             keep_predictions, reference)
                 if on_step:
                     on_step(engine.segmenter.name, len(batch))
         for writer in writers:
@@ -91,7 +99,7 @@ def evaluate(
 
 
 def _score_batch(engine: Engine, result: ModelResult, writer, batch: list[Sketch], start: int, views: dict,
-                 vocab: Vocabulary, eval_size: int, global_names: list[str], keep: bool) -> None:
+                 vocab: Vocabulary, eval_size: int, global_names: list[str], keep: bool, reference: bool) -> None:
     """One model on one batch: encode once, decode per sketch, score at eval size, store."""
     segmenter = engine.segmenter
     key = (type(segmenter).rasterize, segmenter.input_size)
@@ -104,14 +112,30 @@ def _score_batch(engine: Engine, result: ModelResult, writer, batch: list[Sketch
     for offset, (item, feats, (_, ids)) in enumerate(zip(prepared, features, views[key])):
         prediction = engine.decode(item, feats)
         pixels = eval_pixel_labels(prediction, ids, segmenter=segmenter, features=feats)
+        name = item.sketch.source or f"sketch {start + offset}"
         add_scored(result, item.sketch, prediction.labels, prediction.votes.labels, pixels, ids,
-                   item.raster.transform, vocab, global_names, item.sketch.source or f"sketch {start + offset}")
+                   item.raster.transform, vocab, global_names, name)
+        if reference:
+            view = _reference_view(views, item.sketch, start + offset)
+            result.reference.append(score_reference(
+                prediction, view, vocab.true_names(item.sketch), sorted(item.labels),
+                frame_scores(prediction, view, segmenter, feats), name))
         if keep:
             result.predictions.append(prediction)
         if writer is not None:
             writer.add(prediction, ids, pixels)
     if writer is not None:
         writer.flush()
+
+
+def _reference_view(views: dict, sketch: Sketch, index: int):
+    """The sketch's reference view (frame, footprints), drawn once per batch for every model."""
+    from ..reference import reference_input
+
+    key = ("reference", index)
+    if key not in views:
+        views[key] = reference_input(sketch)
+    return views[key]
 
 
 def _open_writers(path, segmenters, results, sketches, vocab, eval_size, threshold, data_info, overwrite) -> list:

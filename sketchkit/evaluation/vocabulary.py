@@ -56,9 +56,14 @@ class Vocabulary:
         """True when some stroke has a class in the vocabulary."""
         return any(self.map(n) is not None for n in (sketch.labels or ()))
 
-    def policy(self) -> LabelPolicy:
-        """The label sets the models are asked for: each sketch's mapped names (per-sketch) or the list."""
-        return LabelPolicy.ground_truth(self.mapping) if self.per_sketch else LabelPolicy.fixed(self.names)
+    def policy(self, *, sort: bool = False) -> LabelPolicy:
+        """The label sets the models are asked for: each sketch's mapped names (per-sketch; `sort`: in sorted
+        order, as the reference code orders its classes) or the list."""
+        return LabelPolicy.ground_truth(self.mapping, sort=sort) if self.per_sketch else LabelPolicy.fixed(self.names)
+
+    def true_names(self, sketch: Sketch) -> list[str | None]:
+        """Per stroke, its mapped true class name (None: unlabelled or outside the vocabulary)."""
+        return [self.map(n) for n in (sketch.labels or (None,) * sketch.num_strokes)]
 
     def stroke_classes(self, sketch: Sketch, names: Sequence[str]) -> "np.ndarray":
         """(S,) int64 index into `names` of each stroke's mapped true class, -1 for unlabelled/excluded."""

@@ -28,7 +28,7 @@ import numpy as np
 
 from ..errors import InputError, SketchkitError, UsageError
 from ..types import BACKGROUND, Raster, SegmentResult, Sketch
-from ..vote import pixel_labels, vote_strokes
+from ..vote import pixel_labels
 from .methods import Segmenter
 from .policy import LabelPolicy, check_labels
 
@@ -159,7 +159,7 @@ class Engine:
                 return segmenter.score_at(features, labels, transform, strokes)
         return SegmentResult(
             sketch=sketch, raster=raster, labels=tuple(names), scores=scores, pixel_labels=pixel_labels(scores, raster),
-            votes=vote_strokes(scores, raster, sketch, scores_at=scores_at, top_k=self.top_k), model=segmenter.description,
+            votes=segmenter.vote(scores, raster, sketch, scores_at=scores_at, top_k=self.top_k), model=segmenter.description,
             threshold=self.threshold, scoring=segmenter.scoring, weights=segmenter.weights,
         )
 

@@ -28,7 +28,8 @@ from ..errors import InputError, UsageError, WeightsError
 from ..labels import PROMPT_ENSEMBLE, prompt_for
 from ..model.similarity import feature_surgery, patch_similarity, upsample
 from ..raster import rasterize
-from ..types import Raster, Sketch, Transform
+from ..types import Raster, Sketch, StrokeVotes, Transform
+from ..vote import vote_strokes
 
 
 class Segmenter:
@@ -68,6 +69,10 @@ class Segmenter:
         """(C, n, n) scores at a raster of side n = transform.size where only `strokes` are drawn;
         only for `exact` methods."""
         raise TypeError(f"{self.name} scores only at its own raster size")
+
+    def vote(self, scores: np.ndarray, raster: Raster, sketch: Sketch, *, scores_at=None, top_k: int = 3) -> StrokeVotes:
+        """Per-stroke labels from pixel scores: the majority vote of `sketchkit.vote` (hidden strokes re-voted)."""
+        return vote_strokes(scores, raster, sketch, scores_at=scores_at, top_k=top_k)
 
 
 class OracleSegmenter(Segmenter):
@@ -176,6 +181,7 @@ class ModelSpec:
     adapter: str | None = None
     device: str = "auto"
     compile: bool = False  # torch.compile the image encoder; the first batch of each size pays the compile
+    scoring: str | None = None  # "paper" | "reference"; None: "reference" for imported reference models, else "paper"
 
 
 @dataclass(frozen=True)
@@ -201,8 +207,23 @@ def _clip_surgery(spec, encoder, device):
 
 
 def _sketchkit(spec, encoder, device):
+    """The paper's model from a sketchkit adapter, or the reference architecture from an imported
+    reference checkpoint (the adapter file's `origin` says which)."""
     from ..model.adapter import load_adapter
+    from ..model.factory import create_encoder
+    from ..model.import_checkpoint import is_reference_file, load_reference_model
 
+    if is_reference_file(spec.adapter):
+        from .reference_method import ReferenceSegmenter
+
+        model = load_reference_model(spec.adapter, backbone=spec.backbone, weights=spec.weights, device=device)
+        return ReferenceSegmenter(model, scoring=spec.scoring or "reference", device=device,
+                                  weights=weights_tag(model, spec.adapter))
+    if spec.scoring == "reference":
+        raise UsageError("reference scoring runs the reference architecture: give an imported reference "
+                         "checkpoint (sketchkit import-checkpoint) as the adapter", hint="adapter")
+    encoder = _prepare(create_encoder(spec.backbone or _default_backbone(), weights=spec.weights, device=device),
+                       spec, device)
     config = load_adapter(encoder, spec.adapter)
     dual = config.get("training", {}).get("dual", True)  # an adapter trained without v-v is scored without it
     return sketchkit_segmenter(encoder, device, dual=dual, adapter=spec.adapter)
@@ -269,20 +290,32 @@ def build_segmenters(names: list[str], spec: ModelSpec) -> list[Segmenter]:
     methods = [METHODS[n] for n in names]
     if any(m.needs_adapter for m in methods) and not spec.adapter:
         raise UsageError("the sketchkit model needs a trained adapter (made by `sketchkit train`)", hint="adapter")
+    if spec.scoring not in (None, "paper", "reference"):
+        raise UsageError(f"unknown scoring {spec.scoring!r}; choose paper or reference")
+    if spec.scoring == "reference" and not all(m.needs_adapter for m in methods):
+        plain = next(m.name for m in methods if not m.needs_adapter)
+        raise UsageError(f"reference scoring runs an imported reference model (sketchkit), not {plain}")
     device = resolve_device(spec.device) if any(m.needs_encoder for m in methods) else torch.device("cpu")
-    spec = replace(spec, backbone=resolve_backbone(spec.backbone, spec.adapter))
+    from ..model.import_checkpoint import is_reference_file
+
+    if not (spec.adapter and is_reference_file(spec.adapter)):  # an imported model builds from its own record
+        spec = replace(spec, backbone=resolve_backbone(spec.backbone, spec.adapter))
     shared = None
     built = []
     for method in methods:
         encoder = None
-        if method.needs_encoder:
-            if method.needs_adapter or shared is None:
-                encoder = _prepare(create_encoder(spec.backbone, weights=spec.weights, device=device), spec, device)
-            if not method.needs_adapter:
-                shared = shared or encoder
-                encoder = shared
+        if method.needs_encoder and not method.needs_adapter:  # adapter methods build (and change) their own
+            shared = shared or _prepare(create_encoder(spec.backbone or _default_backbone(), weights=spec.weights,
+                                                       device=device), spec, device)
+            encoder = shared
         built.append(method.build(spec, encoder, device))
     return built
+
+
+def _default_backbone() -> str:
+    from ..model.factory import DEFAULT_BACKBONE
+
+    return DEFAULT_BACKBONE
 
 
 def build_segmenter(spec: ModelSpec) -> Segmenter:

@@ -33,6 +33,7 @@ class LabelPolicy:
     vocabulary: tuple[str, ...] | None = None
     mapping: Mapping[str, str] = field(default_factory=dict)
     max_labels: int | None = None
+    sort: bool = False  # ground-truth names sorted (the reference code's class order) instead of first seen
 
     def __post_init__(self):
         unknown = [s for s in self.sources if s not in SOURCES]
@@ -52,8 +53,8 @@ class LabelPolicy:
                    max_labels=max_labels)
 
     @classmethod
-    def ground_truth(cls, mapping: Mapping[str, str] | None = None) -> "LabelPolicy":
-        return cls(("ground-truth",), mapping=dict(mapping or {}))
+    def ground_truth(cls, mapping: Mapping[str, str] | None = None, *, sort: bool = False) -> "LabelPolicy":
+        return cls(("ground-truth",), mapping=dict(mapping or {}), sort=sort)
 
     @classmethod
     def for_segment(cls, labels: Sequence[str] | None = None, caption: str | None = None,
@@ -83,8 +84,8 @@ class LabelPolicy:
         if source == "fixed":
             return list(self.names)
         if source == "ground-truth":
-            mapped = (self.mapping.get(n, n) for n in sketch.label_names())
-            return [n for n in dict.fromkeys(mapped) if n]
+            mapped = [n for n in dict.fromkeys(self.mapping.get(n, n) for n in sketch.label_names()) if n]
+            return sorted(mapped) if self.sort else mapped
         text = self.caption or sketch.caption
         return self.labels_for_caption(text) if text else []
 

@@ -192,6 +192,11 @@ class ReferenceModel(nn.Module):
         self.eval()
 
     @property
+    def config(self) -> BackboneConfig:
+        """The backbone config of the encoder (its `name` is the backbone the checkpoint was imported onto)."""
+        return self.encoder.config
+
+    @property
     def patch_start(self) -> int:
         """Index of the first patch token (1 + P)."""
         return 1 + self.sizes.num_prompts
