@@ -9,7 +9,7 @@ Examples:
     sketchkit import-checkpoint reference.pt ref-adapter.safetensors --backbone ViT-B-16
 
 Settings come from the defaults, then --config (JSON or TOML), then the flags given on the command
-line. Every config key is its flag with underscores for dashes (`global_batch` = `--global-batch`).
+line. A config key is named after its flag, underscores for dashes (`global_batch` = `--global-batch`).
 Flags shared with `segment` and `eval` mean the same here: --vocab (the names a caption is matched
 against), --eval-size (pixel-metric resolution, of validation here), --limit, --backbone, --weights,
 --device. `train` has no --batch-size, because there it would mean something else: --global-batch
@@ -91,15 +91,16 @@ def train(
         except KeyboardInterrupt:
             _say_interrupted(Path(settings.out))
             raise
-    if quiet:
-        stdout.print(Text(str(report.best_path)), highlight=False, soft_wrap=True)
-        return
+    stdout.print(Text(str(report.best_path) if quiet else _summary(report)), highlight=False, soft_wrap=True)
+
+
+def _summary(report) -> str:
     best = f"{report.best_metric} {report.best_value:.4f}" if report.best_value is not None else "no validation"
     moved = f"{report.threshold[0]:.6f} -> {report.threshold[-1]:.6f}" if report.threshold else "n/a"
-    stdout.print(Text(f"trained {report.steps} steps ({report.epochs_completed} epochs done) on {report.train_count} sketches, "
-                      f"{report.steps_per_second:.2f} steps/s; threshold {moved}; best {best}"), highlight=False)
-    stdout.print(Text(f"best adapter: {report.best_path}\nlast adapter: {report.last_path}\nresume state: {report.state_path}\n"
-                      f"metrics: {report.metrics_path}  plot: {report.plot_path}"), highlight=False, soft_wrap=True)
+    return (f"trained {report.steps} steps ({report.epochs_completed} epochs done) on {report.train_count} sketches, "
+            f"{report.steps_per_second:.2f} steps/s; threshold {moved}; best {best}\n"
+            f"best adapter: {report.best_path}\nlast adapter: {report.last_path}\nresume state: {report.state_path}\n"
+            f"metrics: {report.metrics_path}  plot: {report.plot_path}")
 
 
 def _taps(spec: str | None, last_layer_only: bool) -> list[int] | None:

@@ -301,6 +301,9 @@ def test_gradients_reach_threshold_prompts_and_cross_attention(friss_batch):
         ({"holistic": False, "vv": False}, lambda g: _nonzero(g["theta"]) and _nonzero(g["clip.visual.ln_post.weight"])),
         ({"taps": (12,)}, lambda g: g["cross_attn.7.q_proj.weight"] is None and _nonzero(g["cross_attn.12.q_proj.weight"])),
         ({"distance": "l1", "margin": 0.5}, lambda g: _nonzero(g["theta"])),
+        ({"isolation": "scaled"}, lambda g: _nonzero(g["theta"]) and _nonzero(g["cross_attn.7.q_proj.weight"])),
+        ({"tap_reduction": "mean"}, lambda g: _nonzero(g["theta"]) and _nonzero(g["cross_attn.10.q_proj.weight"])),
+        ({"learn_threshold": False, "isolation": "scaled"}, lambda g: g["theta"] is None and _nonzero(g["prompts"])),
     ],
 )
 def test_ablation_switches_route_gradients(friss_batch, switch, check):
@@ -318,6 +321,50 @@ def test_zero_prompts_trains(friss_batch):
     _, grads = _grads(TrainConfig(data="x"), images, items, num_prompts=0)
     assert grads["prompts"] is None or grads["prompts"].numel() == 0
     assert _nonzero(grads["theta"])
+
+
+# ---------------------------------------------------------------------------- fidelity defaults
+
+
+@pytest.fixture(scope="module")
+def examples_batch():
+    """The repository's three example sketches as 224 px images with their own captions (no shared data needed)."""
+    from sketchkit.io import read_sketch
+    from sketchkit.raster import rasterize
+
+    paths = sorted((REPO / "examples").glob("*.svg"))
+    sketches = [read_sketch(p) for p in paths]
+    images = torch.from_numpy(np_stack([rasterize(s, 224).image for s in sketches]))
+    items = [TrainItem(str(p), s.caption, tuple(s.label_names())[:2]) for p, s in zip(paths, sketches)]
+    assert len({i.caption for i in items}) == 3 and len({n for i in items for n in i.categories}) >= 4
+    return images, items
+
+
+def test_defaults_follow_the_reference():
+    cfg = TrainConfig()
+    assert (cfg.isolation, cfg.tap_reduction, cfg.theta_init, cfg.taps) == ("binary", "sum", None, (7, 10, 12))
+    for key, value in (("isolation", "soft"), ("tap_reduction", "max")):
+        with pytest.raises(UsageError, match=key):
+            TrainConfig(data="x", **{key: value}).validated()
+
+
+def test_category_loss_is_the_sum_over_the_taps(examples_batch):
+    """Summed over taps 7, 10, 12 (the reference's) it is exactly three times the mean, and the holistic loss is untouched."""
+    images, items = examples_batch
+    summed, _ = _grads(TrainConfig(data="x"), images, items)
+    mean, _ = _grads(TrainConfig(data="x", tap_reduction="mean"), images, items)
+    assert float(summed.category.detach()) > 0
+    torch.testing.assert_close(summed.category.detach(), 3 * mean.category.detach(), rtol=1e-5, atol=0)
+    torch.testing.assert_close(summed.holistic.detach(), mean.holistic.detach(), rtol=0, atol=0)
+
+
+def test_isolation_switch_changes_what_the_second_pass_sees(examples_batch):
+    images, items = examples_batch
+    binary, grads = _grads(TrainConfig(data="x"), images, items)
+    scaled, _ = _grads(TrainConfig(data="x", isolation="scaled"), images, items)
+    assert _nonzero(grads["theta"]), "binary ink x soft cut still trains the threshold"
+    assert float(binary.category) != pytest.approx(float(scaled.category), rel=1e-4)
+    torch.testing.assert_close(binary.holistic.detach(), scaled.holistic.detach(), rtol=0, atol=0)
 
 
 # ---------------------------------------------------------------------------- runs on FrISS

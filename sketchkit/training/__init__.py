@@ -4,7 +4,7 @@
     report = train(TrainConfig(data="fscoco/", out="runs/exp1"))
 
 Modules, one job each:
-- `config`: `TrainConfig`, read from JSON/TOML and flags; every key is its `sketchkit train` flag;
+- `config`: `TrainConfig`, read from JSON/TOML and flags (a key is named after its `sketchkit train` flag);
 - `data`: which sketches train and validate, their captions and categories, the batch order;
 - `losses`: the holistic and category triplet losses and the text side they compare against;
 - `state`: the run folder: resumable training state, run config, metrics log;

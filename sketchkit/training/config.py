@@ -4,8 +4,8 @@
     config = TrainConfig(data="fscoco/", out="runs/exp1")              # or directly
 
 A config file holds the field names below at top level (or inside a `[train]` table / "train"
-object); each name is its `sketchkit train` flag with underscores for dashes (`global_batch` is
-`--global-batch`). Unknown keys and values of the wrong type raise UsageError naming the key,
+object); a key that has a `sketchkit train` flag is named after it, underscores for dashes
+(`global_batch` is `--global-batch`). Unknown keys and values of the wrong type raise UsageError naming the key,
 before any work starts. Defaults are the paper's (method.md): AdamW lr 1e-6 (threshold 1e-4),
 16 sketches per step, 20 epochs, margin 0.3, categories at taps 7/10/12; where the paper is
 silent, the reference code's (docs/training.md "Fidelity defaults").

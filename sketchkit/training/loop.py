@@ -267,13 +267,8 @@ class _Run:
         save_adapter(self.model, self.out / BEST_FILE, extra={**self.adapter_extra(), "selected_by": selected_by})
 
     def adapter_extra(self) -> dict:
-        return {
-            "training": self.cfg.to_dict(),
-            "metrics": self.validations[-1] if self.validations else {},
-            "epoch": self.epoch,
-            "step": self.global_step,
-            "num_prompts": int(self.model.prompts.shape[0]),
-        }
+        return {"training": self.cfg.to_dict(), "metrics": self.validations[-1] if self.validations else {}, "epoch": self.epoch,
+                "step": self.global_step, "num_prompts": int(self.model.prompts.shape[0])}
 
     # ---- steps ----------------------------------------------------------------------------
     def losses(self, items: Sequence[TrainItem], targets):
