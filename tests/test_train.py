@@ -363,7 +363,7 @@ def test_isolation_switch_changes_what_the_second_pass_sees(examples_batch):
     binary, grads = _grads(TrainConfig(data="x"), images, items)
     scaled, _ = _grads(TrainConfig(data="x", isolation="scaled"), images, items)
     assert _nonzero(grads["theta"]), "binary ink x soft cut still trains the threshold"
-    assert float(binary.category) != pytest.approx(float(scaled.category), rel=1e-4)
+    assert float(binary.category.detach()) != pytest.approx(float(scaled.category.detach()), rel=1e-4)
     torch.testing.assert_close(binary.holistic.detach(), scaled.holistic.detach(), rtol=0, atol=0)
 
 
