@@ -19,16 +19,23 @@ HINT_FLAGS = {
     "vocabulary": "see `sketchkit labels`, or pass --vocab or --labels",
     "pickle": "pass --allow-pickle for trusted data only: it runs code from the file",
     "compile": "or leave out --compile",
-    "data": "pass --data with sketch files or a folder",
+    "data": "pass --data with sketch files or a folder (train: or set `data` in its --config file)",
+    "captions": "or pass --captions-from-labels to build captions from their stroke labels, e.g. FrISS instance names",
+    "validation": "pass --val-data with labelled sketches (e.g. FrISS) to choose the best checkpoint by mIoU",
+    "resume": "pass --resume to continue it, or --overwrite to start over",
 }
 """The CLI's words for the library's error hints (sketchkit.errors.HINTS): flags to use."""
+
+
+def hinted(text: str, hint: str | None) -> str:
+    """`text` plus, in brackets, the flags that address `hint` (a key of sketchkit.errors.HINTS)."""
+    return f"{text} ({HINT_FLAGS[hint]})" if hint in HINT_FLAGS else text
 
 
 def error_line(exc: BaseException) -> str:
     """The one line an error prints as: the library's message plus the flags that address its hint."""
     text = " ".join(str(exc).split()) or type(exc).__name__  # one line, whatever the message holds
-    hint = getattr(exc, "hint", None)
-    return f"{text} ({HINT_FLAGS[hint]})" if hint in HINT_FLAGS else text
+    return hinted(text, getattr(exc, "hint", None))
 
 
 def print_error(exc: BaseException, suffix: str = "") -> None:

@@ -8,19 +8,27 @@ Examples:
     torchrun --nproc-per-node 8 -m sketchkit.cli train --data fscoco/ --out runs/exp1
     sketchkit import-checkpoint reference.pt ref-adapter.safetensors --backbone ViT-B-16
 
-Settings come from the defaults, then --config (JSON or TOML with the same names as the flags,
-underscores for dashes), then the flags given on the command line.
+Settings come from the defaults, then --config (JSON or TOML), then the flags given on the command
+line. A config key is named after its flag, underscores for dashes (`global_batch` = `--global-batch`).
+Flags shared with `segment` and `eval` mean the same here: --vocab (the names a caption is matched
+against), --eval-size (pixel-metric resolution, of validation here), --limit, --backbone, --weights,
+--device. `train` has no --batch-size, because there it would mean something else: --global-batch
+is the number of sketches per optimizer step (over all processes and accumulation steps), and
+--val-batch-size is what `eval --batch-size` is, the sketches encoded per validation batch.
 """
 
 from __future__ import annotations
 
 import signal
 from contextlib import contextmanager
+from dataclasses import fields
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.text import Text
 
+from ._errors import hinted
 from ._options import OverwriteOpt, QuietOpt, WeightsOpt, progress, stderr, stdout
 
 BackboneFlag = Annotated[Optional[str], typer.Option("--backbone", help="Backbone config: ViT-B-16 (default) or tiny-random (random weights, tests/demos).")]
@@ -29,21 +37,22 @@ BackboneFlag = Annotated[Optional[str], typer.Option("--backbone", help="Backbon
 def train(
     data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Training sketches with captions: FS-COCO root, a folder with caption .txt files, or FrISS (with --captions-from-labels).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder (adapters, training state, metrics.jsonl, curves.png).")] = None,
-    config: Annotated[Optional[Path], typer.Option("--config", help="Settings file (.json or .toml); flags override it.")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="Settings file (.json or .toml, keys = flag names with underscores); flags override it.")] = None,
     captions_from_labels: Annotated[Optional[bool], typer.Option("--captions-from-labels", help="Build captions from stroke labels (FrISS instance names).")] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Use only the first N training sketches.")] = None,
-    vocab: Annotated[Optional[Path], typer.Option("--vocab", help="Category list for caption matching (default: bundled list).")] = None,
+    vocab: Annotated[Optional[Path], typer.Option("--vocab", help="Category names a caption is matched against (default: bundled list), as in segment.")] = None,
     max_categories: Annotated[Optional[int], typer.Option("--max-categories", min=1, help="Categories per caption (default 3).")] = None,
     val_data: Annotated[Optional[Path], typer.Option("--val-data", help="Labelled validation sketches (default: the data's 'val' split, else a held-out fraction).")] = None,
     val_fraction: Annotated[Optional[float], typer.Option("--val-fraction", min=0.0, max=0.99, help="Held-out share without partitions or --val-data (default 0.1).")] = None,
     val_limit: Annotated[Optional[int], typer.Option("--val-limit", min=1, help="Validate on at most N sketches.")] = None,
-    val_eval_size: Annotated[Optional[int], typer.Option("--val-eval-size", min=16, help="Validation pixel resolution (default 512).")] = None,
+    eval_size: Annotated[Optional[int], typer.Option("--eval-size", min=16, help="Validation pixel-metric resolution, as in eval (default 512).")] = None,
+    val_batch_size: Annotated[Optional[int], typer.Option("--val-batch-size", min=1, help="Sketches encoded per validation batch, as eval's --batch-size (default 16).")] = None,
     backbone: BackboneFlag = None,
     weights: WeightsOpt = None,
     device: Annotated[Optional[str], typer.Option("--device", help="auto | cpu | cuda")] = None,
     epochs: Annotated[Optional[int], typer.Option("--epochs", min=1, help="Epochs (default 20).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Global batch per optimizer step (default 16).")] = None,
-    accumulate: Annotated[Optional[int], typer.Option("--accumulate", min=1, help="Micro-batches per step (gradient accumulation).")] = None,
+    global_batch: Annotated[Optional[int], typer.Option("--global-batch", min=1, help="Sketches per optimizer step, over all processes and accumulation steps (default 16).")] = None,
+    accumulate: Annotated[Optional[int], typer.Option("--accumulate", min=1, help="Micro-batches per step and process (gradient accumulation).")] = None,
     lr: Annotated[Optional[float], typer.Option("--lr", help="AdamW learning rate of LayerNorms, prompts, cross-attention (default 1e-6).")] = None,
     theta_lr: Annotated[Optional[float], typer.Option("--theta-lr", help="Learning rate of the threshold (default 1e-4).")] = None,
     margin: Annotated[Optional[float], typer.Option("--margin", help="Triplet margin (default 0.3).")] = None,
@@ -54,68 +63,84 @@ def train(
     amp: Annotated[Optional[str], typer.Option("--amp", help="auto (bf16 on CUDA) | bf16 | off")] = None,
     vv: Annotated[Optional[bool], typer.Option("--vv/--no-vv", help="v-v dual path (ablation: --no-vv).")] = None,
     holistic: Annotated[Optional[bool], typer.Option("--holistic/--no-holistic", help="Level I loss.")] = None,
-    category: Annotated[Optional[bool], typer.Option("--category-level/--no-category-level", help="Level II loss.")] = None,
+    category_level: Annotated[Optional[bool], typer.Option("--category-level/--no-category-level", help="Level II loss.")] = None,
     learn_threshold: Annotated[Optional[bool], typer.Option("--learn-threshold/--no-threshold", help="Learnable soft threshold (ablation: hard cut, theta frozen).")] = None,
     cross_attention: Annotated[Optional[bool], typer.Option("--cross-attention/--no-cross-attention", help="VCT anchors (ablation: scene token of the isolated sketch).")] = None,
     last_layer_only: Annotated[bool, typer.Option("--last-layer-only", help="Level II loss at block 12 only (same as --taps 12).")] = False,
     taps: Annotated[Optional[str], typer.Option("--taps", help="Comma list of blocks with a Level II loss (default 7,10,12).")] = None,
-    num_prompts: Annotated[Optional[int], typer.Option("--num-prompts", min=0, help="Visual prompt tokens (default 3; 0 allowed).")] = None,
+    num_prompts: Annotated[Optional[int], typer.Option("--num-prompts", min=0, help="Visual prompt tokens (default 3; 0 = no prompts).")] = None,
+    isolation: Annotated[Optional[str], typer.Option("--isolation", help="binary (default, the reference's: binary ink x soft cut) | scaled (ink x map x soft cut).")] = None,
+    tap_reduction: Annotated[Optional[str], typer.Option("--tap-reduction", help="Category loss over the taps: sum (default, the reference's) | mean.")] = None,
+    theta_init: Annotated[Optional[float], typer.Option("--theta-init", help="Threshold parameter at the start (default 0.4: threshold 0.4 + 0.5 sigmoid(0.4) = 0.699, the reference's).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its training state.")] = False,
     overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Fine-tune LayerNorms, prompts, cross-attention and the threshold with the two-level triplet losses."""
-    from sketchkit.errors import UsageError
-    from sketchkit.train import read_run_config, train as run_training
-    from sketchkit.trainconfig import config_from_dict, load_train_config
+    """Fine-tune LayerNorms, prompts, cross-attention and the threshold with the two-level triplet losses.
 
-    tap_list = None
-    if taps is not None:
+    Example: sketchkit train --data ../shared/data/friss --captions-from-labels --backbone tiny-random --max-steps 2 --out runs/smoke
+    """
+    given = dict(locals())  # every option that sets a config key is named after it
+    from sketchkit.training import TrainConfig, train as run_training
+
+    settings = _settings(config, {f.name: given[f.name] for f in fields(TrainConfig) if f.name in given}, last_layer_only)
+    bars = _Bars(quiet)
+    with bars, _sigterm_as_interrupt():
         try:
-            tap_list = [int(t) for t in taps.split(",") if t.strip()]
-        except ValueError:
-            raise UsageError(f"--taps must be a comma list of block numbers, not {taps!r}") from None
-    if last_layer_only:
-        tap_list = [12]
-    flags = {
-        "data": data, "out": out, "captions_from_labels": captions_from_labels, "limit": limit, "vocabulary": vocab,
-        "max_categories": max_categories, "val_data": val_data, "val_fraction": val_fraction, "val_limit": val_limit,
-        "val_eval_size": val_eval_size, "backbone": backbone, "weights": weights, "device": device, "epochs": epochs,
-        "batch_size": batch_size, "accumulate": accumulate, "lr": lr, "theta_lr": theta_lr, "margin": margin,
-        "distance": distance, "seed": seed, "max_steps": max_steps, "save_every": save_every, "amp": amp, "dual": vv,
-        "holistic": holistic, "category": category, "learn_threshold": learn_threshold, "cross_attention": cross_attention,
-        "taps": tap_list, "num_prompts": num_prompts, "resume": resume or None, "overwrite": overwrite or None,
-    }
-    flags = {k: (str(v) if isinstance(v, Path) else v) for k, v in flags.items()}
-    if resume and config is None and data is None:
-        if out is None:
-            raise UsageError("--resume needs --out (the run folder to continue)")
-        saved = read_run_config(out)
-        saved.pop("out", None)
-        settings = config_from_dict(flags, config_from_dict(saved, source=f"{out}/config.json"), source="options")
-    else:
-        settings = load_train_config(config, flags)
+            report = run_training(settings, bars)
+        except KeyboardInterrupt:
+            _say_interrupted(Path(settings.out))
+            raise
+    stdout.print(Text(str(report.best_path) if quiet else _summary(report)), highlight=False, soft_wrap=True)
 
-    handler = None if quiet else _ProgressHandler()
-    try:
-        with _sigterm_as_interrupt():
-            report = run_training(settings, on_event=handler)
-    except KeyboardInterrupt:
-        stderr.print(f"[yellow]Training interrupted;[/yellow] the last checkpoint in {settings.out} is kept: continue with "
-                     f"`sketchkit train --out {settings.out} --resume`", highlight=False, soft_wrap=True)
-        raise
-    finally:
-        if handler is not None:
-            handler.close()
-    if quiet:
-        stdout.print(str(report.best_path), highlight=False, soft_wrap=True)
-        return
+
+def _summary(report) -> str:
     best = f"{report.best_metric} {report.best_value:.4f}" if report.best_value is not None else "no validation"
     moved = f"{report.threshold[0]:.6f} -> {report.threshold[-1]:.6f}" if report.threshold else "n/a"
-    stdout.print(f"trained {report.steps} steps ({report.epochs_completed} epochs done) on {report.train_count} sketches, "
-                 f"{report.steps_per_second:.2f} steps/s; threshold {moved}; best {best}", highlight=False)
-    stdout.print(f"best adapter: {report.best_path}\nlast adapter: {report.last_path}\nresume state: {report.state_path}\n"
-                 f"metrics: {report.metrics_path}  plot: {report.plot_path}", highlight=False, soft_wrap=True)
+    return (f"trained {report.steps} steps ({report.epochs_completed} epochs done) on {report.train_count} sketches, "
+            f"{report.steps_per_second:.2f} steps/s; threshold {moved}; best {best}\n"
+            f"best adapter: {report.best_path}\nlast adapter: {report.last_path}\nresume state: {report.state_path}\n"
+            f"metrics: {report.metrics_path}  plot: {report.plot_path}")
+
+
+def _taps(spec: str | None, last_layer_only: bool) -> list[int] | None:
+    from sketchkit.errors import UsageError
+
+    if last_layer_only:
+        return [12]
+    if spec is None:
+        return None
+    try:
+        return [int(t) for t in spec.split(",") if t.strip()]
+    except ValueError:
+        raise UsageError(f"--taps must be a comma list of block numbers, not {spec!r}") from None
+
+
+def _settings(config: Path | None, flags: dict, last_layer_only: bool):
+    """Defaults <- config file (or, for a bare --resume, the run's own config.json) <- the flags given."""
+    from sketchkit.errors import UsageError
+    from sketchkit.training import config_from_dict, load_train_config, read_run_config
+
+    flags = {k: (str(v) if isinstance(v, Path) else v) for k, v in flags.items()}
+    flags.update(taps=_taps(flags["taps"], last_layer_only), resume=flags["resume"] or None, overwrite=flags["overwrite"] or None)
+    if not (flags["resume"] and config is None and flags["data"] is None):
+        return load_train_config(config, flags)
+    if flags["out"] is None:
+        raise UsageError("--resume needs --out (the run folder to continue)")
+    saved = read_run_config(flags["out"])
+    saved.pop("out", None)
+    return config_from_dict(flags, config_from_dict(saved, source=f"{flags['out']}/config.json"), source="options")
+
+
+def _say_interrupted(out: Path) -> None:
+    from sketchkit.training import STATE_FILE
+
+    if (out / STATE_FILE).is_file():
+        line = Text.assemble(("Training interrupted;", "yellow"), f" the last checkpoint in {out} is kept: continue with "
+                             f"`sketchkit train --out {out} --resume`")
+    else:
+        line = Text.assemble(("Training interrupted", "yellow"), f" before its first checkpoint: nothing in {out} to resume")
+    stderr.print(line, highlight=False, soft_wrap=True)
 
 
 @contextmanager
@@ -137,64 +162,89 @@ def _sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
-class _ProgressHandler:
-    """Turns training events into rich epoch / step / validation bars on stderr."""
+class _Bars:
+    """The run's `TrainProgress`: rich epoch / step / validation bars and plain-text lines on stderr
+    (nothing with --quiet)."""
 
-    def __init__(self):
-        self.bar = progress()
-        self.bar.start()
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.bar = progress(disable=quiet)
         self.epoch_task = self.step_task = self.val_task = None
 
-    def __call__(self, kind: str, info: dict) -> None:
-        bar = self.bar
-        if kind == "setup":
-            stderr.print(
-                f"model {info['model']} on {info['device']} x{info['world']} (bf16 autocast: {info['amp']}); "
-                f"{info['trainable']:,} trainable values; {info['train']} training sketches ({info['with_categories']} with categories); "
-                f"{info['val']} validation sketches from {info['val_source']}" + ("; resumed at step %d" % info["start_step"] if info["resumed"] else ""),
-                highlight=False, soft_wrap=True,
-            )
-            self.epoch_task = bar.add_task("epochs", total=info["epochs"], completed=info["start_epoch"])
-        elif kind == "epoch_start":
-            if self.step_task is not None:
-                bar.remove_task(self.step_task)
-            self.step_task = bar.add_task(f"epoch {info['epoch'] + 1}", total=info["steps"], completed=info["done"])
-        elif kind == "step" and self.step_task is not None:
-            category = f" cat {info['category']:.4f}" if info.get("category") is not None else ""
-            holistic = f" hol {info['holistic']:.4f}" if info.get("holistic") is not None else ""
-            bar.update(self.step_task, advance=1, description=(
-                f"epoch {info['epoch'] + 1} loss {info['loss']:.4f}{holistic}{category} thr {info['threshold']:.6f} "
-                f"{info['sketches_per_s']:.1f} sk/s"))
-        elif kind == "epoch_end" and self.epoch_task is not None:
-            bar.update(self.epoch_task, advance=1)
-        elif kind == "validation_start":
-            self.val_task = bar.add_task("validation", total=info["count"])
-        elif kind == "validation_step" and self.val_task is not None:
-            bar.advance(self.val_task, info["advance"])
-        elif kind == "validation":
-            if self.val_task is not None:
-                bar.remove_task(self.val_task)
-                self.val_task = None
-            value = "n/a" if info["value"] is None else f"{info['value']:.4f}"
-            bar.console.print(f"step {info['step']}: {info['metric']} {value} (threshold {info['threshold']:.6f})"
-                              + (" [green]best[/green]" if info["best"] else ""), highlight=False)
-        elif kind == "note":
-            bar.console.print(f"[yellow]Note:[/yellow] {info['message']}", highlight=False, soft_wrap=True)
+    def __enter__(self) -> "_Bars":
+        self.bar.start()
+        return self
 
-    def close(self) -> None:
+    def __exit__(self, *exc) -> None:
         self.bar.stop()
+
+    def say(self, *parts) -> None:
+        if not self.quiet:
+            self.bar.console.print(Text.assemble(*parts), highlight=False, soft_wrap=True)
+
+    def on_event(self, event) -> None:
+        from sketchkit.training import (EpochEnd, EpochStart, Note, Saved, Setup, Step, Validation, ValidationProgress,
+                                        ValidationStart)
+
+        bar = self.bar
+        match event:
+            case Setup():
+                self.say(_setup_line(event))
+                self.epoch_task = bar.add_task("epochs", total=event.epochs, completed=event.start_epoch)
+            case EpochStart():
+                if self.step_task is not None:
+                    bar.remove_task(self.step_task)
+                self.step_task = bar.add_task(f"epoch {event.epoch + 1}", total=event.steps, completed=event.done)
+            case Step() if self.step_task is not None:
+                bar.update(self.step_task, advance=1, description=_step_line(event))
+            case Saved() if self.epoch_task is not None:
+                bar.update(self.epoch_task, description=f"epochs (checkpoint: step {event.step})")
+            case EpochEnd() if self.epoch_task is not None:
+                bar.update(self.epoch_task, advance=1)
+            case ValidationStart():
+                self.val_task = bar.add_task("validation", total=event.count)
+            case ValidationProgress() if self.val_task is not None:
+                bar.advance(self.val_task, event.advance)
+            case Validation():
+                if self.val_task is not None:
+                    bar.remove_task(self.val_task)
+                    self.val_task = None
+                value = "n/a" if event.value is None else f"{event.value:.4f}"
+                self.say(f"step {event.step}: {event.metric} {value} (threshold {event.threshold:.6f})",
+                         (" best", "green") if event.best else "")
+            case Note():
+                self.say(("Note:", "yellow"), " ", hinted(event.message, event.hint))
+
+
+def _setup_line(event) -> str:
+    resumed = f"; resumed at step {event.start_step}" if event.resumed else ""
+    return (f"model {event.model} on {event.device} x{event.world} (bf16 autocast: {event.amp}); {event.trainable:,} trainable "
+            f"values; {event.train} training sketches ({event.with_categories} with categories); {event.val} validation "
+            f"sketches from {event.val_source}{resumed}")
+
+
+def _step_line(event) -> str:
+    category = f" cat {event.category:.4f}" if event.category is not None else ""
+    holistic = f" hol {event.holistic:.4f}" if event.holistic is not None else ""
+    return f"epoch {event.epoch + 1} loss {event.loss:.4f}{holistic}{category} thr {event.threshold:.6f} {event.sketches_per_s:.1f} sk/s"
 
 
 def import_checkpoint(
-    reference: Annotated[Path, typer.Argument(help="The reference code's checkpoint (.pt state dict, read with weights_only=True).")],
-    out: Annotated[Path, typer.Argument(help="Adapter to write (.safetensors).")],
-    backbone: Annotated[str, typer.Option("--backbone", help="Backbone the checkpoint was trained from (default ViT-B-16).")] = "ViT-B-16",
+    reference: Annotated[Path, typer.Argument(help="The reference code's checkpoint (train.py's state dict, read with torch.load(weights_only=True)).")],
+    out: Annotated[Path, typer.Argument(help="The imported model to write (.safetensors; a .json sidecar beside it).")],
+    backbone: Annotated[Optional[str], typer.Option("--backbone", help="The CLIP it was fine-tuned from. Default: ViT-B-16 (OpenAI weights, resolved like segment's), or with --weights the sizes of that file.")] = None,
     weights: WeightsOpt = None,
     overwrite: OverwriteOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
-    """Convert the reference code's visual-encoder checkpoint into a sketchkit adapter (LayerNorms only)."""
-    from sketchkit.train import import_checkpoint as run_import
+    """Import the reference code's released checkpoint losslessly, to run it with --scoring reference.
 
-    report = run_import(reference, out, backbone=backbone, weights=str(weights) if weights else None, overwrite=overwrite)
-    stderr.print(report.summary(), highlight=False, soft_wrap=True)
-    stdout.print(str(report.out), highlight=False, soft_wrap=True)
+    Example: sketchkit import-checkpoint checkpoint.pth reference.safetensors   (then: eval --adapter reference.safetensors)
+    """
+    from sketchkit.model.import_checkpoint import import_checkpoint as run_import
+
+    report = run_import(reference, out, backbone=backbone or (None if weights else "ViT-B-16"),
+                        weights=str(weights) if weights else None, overwrite=overwrite)
+    if not quiet:
+        stderr.print(Text(report.summary()), highlight=False, soft_wrap=True)
+    stdout.print(Text(str(report.out)), highlight=False, soft_wrap=True)

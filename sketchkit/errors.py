@@ -12,8 +12,8 @@ well from Python. `hint` names what the user can change (a key of `HINTS`: "labe
 from __future__ import annotations
 
 HINTS = ("labels", "weights", "adapter", "backbone", "overwrite", "device", "threshold", "vocabulary", "pickle", "compile",
-         "data")
-"""What a hint may name; the CLI has a flag text for each (cli/app.py)."""
+         "data", "captions", "validation", "resume")
+"""What a hint may name; the CLI has a flag text for each (cli/_errors.py HINT_FLAGS)."""
 
 
 class SketchkitError(Exception):

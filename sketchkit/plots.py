@@ -1,4 +1,6 @@
-"""Evaluation plots (`sketchkit eval --plots DIR`): PNG files written directly into DIR.
+"""Evaluation plots (`sketchkit eval --plots DIR`) and the training curves (`sketchkit train`).
+
+Evaluation: PNG files written directly into DIR.
 
 Per model (`<model>` is the --model name):
 - `<model>-confusion.png`: the dataset-level pixel confusion of the `top_n` most frequent true
@@ -9,6 +11,9 @@ Per model (`<model>` is the --model name):
 - `<model>-gallery.png`: the `gallery` worst and best sketches by per-sketch mIoU, one row each:
   predicted stroke labels | ground truth, drawn with the same colour per class (grey: no label,
   or outside the vocabulary), with the sketch's Acc@S and mIoU.
+
+Training: `write_plot(history, path)` draws a run's metrics.jsonl records (curves.png in the run
+folder): losses and threshold per step, the validation metric per validation.
 
 matplotlib's object API on the Agg canvas (no pyplot, no global state); each file is written
 atomically. A few seconds per model at most.
@@ -191,6 +196,33 @@ def gallery_png(records: Sequence, scores: Sequence, names: Sequence[str], title
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return _png(fig)
+
+
+# ------------------------------------------------------------------------------------- training
+
+
+def write_plot(history: Sequence[dict], path: str | os.PathLike) -> Path:
+    """PNG of losses per step, threshold per step and validation metric per validation (records of
+    a run's metrics.jsonl: "kind" step or validation)."""
+    steps = [r for r in history if r.get("kind") == "step"]
+    vals = [r for r in history if r.get("kind") == "validation" and r.get("value") is not None]
+    figure = _figure(12, 3.6)
+    loss_ax, theta_ax, val_ax = figure.subplots(1, 3)
+    x = [r["step"] for r in steps]
+    for key in ("loss", "holistic", "category"):
+        ys = [r.get(key) for r in steps]
+        if any(y is not None for y in ys):
+            loss_ax.plot(x, [np.nan if y is None else y for y in ys], label=key, linewidth=1)
+    loss_ax.set(title="training loss", xlabel="step")
+    loss_ax.legend(loc="upper right", fontsize=8)
+    theta_ax.plot(x, [r["threshold"] for r in steps], color="tab:purple", linewidth=1)
+    theta_ax.set(title="threshold 0.4 + 0.5 sigmoid(theta)", xlabel="step")
+    if vals:
+        val_ax.plot([r["step"] for r in vals], [r["value"] for r in vals], marker="o", color="tab:green")
+    titles = {"val_miou": "validation mIoU (per-sketch mean)", "val_loss": "validation loss"}
+    val_ax.set(title=titles.get(vals[-1]["metric"], vals[-1]["metric"]) if vals else "validation (none)", xlabel="step")
+    figure.tight_layout()
+    return atomic_write_bytes(path, _png(figure))
 
 
 # ------------------------------------------------------------------------------------------ all

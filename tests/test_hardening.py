@@ -463,8 +463,8 @@ def test_existing_output_needs_overwrite(tmp_path, capsys):
 
 # ------------------------------------------------------------------------ training: kill -9, SIGTERM
 
-TRAIN = {"captions_from_labels": True, "backbone": "tiny-random", "device": "cpu", "batch_size": 2, "limit": 16,
-         "epochs": 1, "max_steps": 8, "val_limit": 1, "val_eval_size": 64, "lr": 3e-5, "scheduler": "cosine",
+TRAIN = {"captions_from_labels": True, "backbone": "tiny-random", "device": "cpu", "global_batch": 2, "limit": 16,
+         "epochs": 1, "max_steps": 8, "val_limit": 1, "eval_size": 64, "lr": 3e-5, "scheduler": "cosine",
          "save_every": 1}
 
 
@@ -478,8 +478,7 @@ def train_config(friss_dir, tmp_path_factory):
 @pytest.fixture(scope="module")
 def uninterrupted(train_config, tmp_path_factory):
     """The reference: the same config trained in one go (in this process)."""
-    from sketchkit.train import train
-    from sketchkit.trainconfig import load_train_config
+    from sketchkit.training import load_train_config, train
 
     out = tmp_path_factory.mktemp("uninterrupted")
     report = train(load_train_config(train_config, {"out": str(out)}))
@@ -515,7 +514,7 @@ def _assert_same_adapter(a: Path, b: Path) -> None:
 
 
 def test_kill_9_during_training_then_resume_matches_uninterrupted(train_config, uninterrupted, tmp_path):
-    from sketchkit.train import LAST_FILE, STATE_FILE, read_train_state
+    from sketchkit.training import LAST_FILE, STATE_FILE, read_train_state
 
     out = tmp_path / "run"
     process = _train_process(train_config, out)
@@ -539,7 +538,7 @@ def test_kill_9_during_training_then_resume_matches_uninterrupted(train_config, 
 
 
 def test_sigterm_stops_training_cleanly_and_resume_continues(train_config, uninterrupted, tmp_path):
-    from sketchkit.train import LAST_FILE, STATE_FILE, read_train_state
+    from sketchkit.training import LAST_FILE, STATE_FILE, read_train_state
 
     out = tmp_path / "run"
     process = _train_process(train_config, out)

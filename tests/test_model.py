@@ -3,6 +3,7 @@ trainable set, weights resolution and adapters."""
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -109,6 +110,40 @@ def test_threshold_receives_gradient(tiny_encoder):
     model.isolate(ink, maps).sum().backward()
     assert model.theta.grad is not None and model.theta.grad.abs() > 0
     assert 0.4 < float(model.threshold().detach()) < 0.9
+
+
+def test_threshold_starts_at_the_reference_value():
+    """theta starts at 0.4, so the threshold starts at 0.4 + 0.5 * sigmoid(0.4) = 0.6993 (the reference's)."""
+    from sketchkit.model.factory import get_backbone_config
+
+    reference = 0.4 + 0.5 / (1.0 + math.exp(-0.4))
+    assert get_backbone_config("ViT-B-16").theta_init == get_backbone_config("tiny-random").theta_init == 0.4
+    assert float(create_encoder("tiny-random").threshold().detach()) == pytest.approx(reference, abs=1e-6)
+    assert reference == pytest.approx(0.69934, abs=1e-5)
+
+
+def test_isolation_keeps_binary_ink_at_full_strength():
+    """binary (default): 1 - [ink >= 0.5] * sigmoid((map - t) * s); scaled: 1 - ink * map * sigmoid(...);
+    hard: the cut is [map >= t] and theta gets no gradient."""
+    model = create_encoder("tiny-random")
+    t = float(model.threshold().detach())
+    # pixels: faint ink kept, ink exactly 0.5 kept, paper (ink 0.4) dropped, strong ink below the threshold
+    ink = torch.tensor([0.6, 0.5, 0.4, 1.0]).view(1, 1, 1, 4)
+    maps = torch.tensor([0.9, 0.9, 0.9, t - 0.2]).view(1, 1, 1, 4)
+    cut = torch.sigmoid((maps - t) * 50.0)
+    binary = model.isolate(ink, maps)
+    torch.testing.assert_close(binary, 1.0 - torch.tensor([1.0, 1.0, 0.0, 1.0]).view(1, 1, 1, 4) * cut)
+    assert float(binary[0, 0, 0, 0].detach()) < 1e-3, "kept ink is black, whatever its grey level and map value"
+    scaled = model.isolate(ink, maps, isolation="scaled")
+    torch.testing.assert_close(scaled, 1.0 - ink * maps * cut)
+    assert float(scaled[0, 0, 0, 0].detach()) == pytest.approx(1 - 0.6 * 0.9, abs=1e-3)
+    hard = model.isolate(ink, maps, hard=True)
+    torch.testing.assert_close(hard, torch.tensor([0.0, 0.0, 1.0, 1.0]).view(1, 1, 1, 4))
+    model.isolate(ink, maps).sum().backward()
+    assert model.theta.grad is not None and model.theta.grad.abs() > 0, "the soft cut passes a gradient to theta"
+    assert not model.isolate(ink, maps, hard=True).requires_grad, "the hard cut passes no gradient to theta"
+    with pytest.raises(ValueError, match="isolation"):
+        model.isolate(ink, maps, isolation="soft")
 
 
 def test_only_intended_parameters_train():

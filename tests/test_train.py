@@ -16,27 +16,30 @@ import pytest
 import torch
 
 from sketchkit.errors import UsageError, WeightsError
-from sketchkit.train import (
+from sketchkit.model.import_checkpoint import import_checkpoint
+from sketchkit.training import (
     BEST_FILE,
     LAST_FILE,
     METRICS_FILE,
     STATE_FILE,
-    TextBank,
+    Step,
+    TrainConfig,
     TrainItem,
-    batch_targets,
-    embedding_distance,
-    flatten_optimizer_state,
-    hardest_negatives,
-    import_checkpoint,
-    micro_batches,
-    micro_batch_losses,
+    load_train_config,
     read_metrics,
     read_train_state,
     train,
-    triplet_terms,
-    unflatten_optimizer_state,
 )
-from sketchkit.trainconfig import TrainConfig, load_train_config
+from sketchkit.training.data import micro_batches
+from sketchkit.training.losses import (
+    TextBank,
+    batch_targets,
+    embedding_distance,
+    hardest_negatives,
+    micro_batch_losses,
+    triplet_terms,
+)
+from sketchkit.training.state import flatten_optimizer_state, unflatten_optimizer_state
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -154,11 +157,11 @@ def test_config_file_then_flags(tmp_path):
     cfg = load_train_config(toml, {"epochs": 2, "lr": None})
     assert (cfg.data, cfg.epochs, cfg.margin, cfg.taps, cfg.lr) == ("fscoco", 2, 1.0, (12,), 1e-6)
     js = tmp_path / "exp.json"
-    js.write_text(json.dumps({"data": "x", "batch_size": "16"}))
-    with pytest.raises(UsageError, match="batch_size"):
+    js.write_text(json.dumps({"data": "x", "global_batch": "16"}))
+    with pytest.raises(UsageError, match="global_batch"):
         load_train_config(js)
     with pytest.raises(UsageError, match="nothing to train"):
-        TrainConfig(data="x", holistic=False, category=False).validated()
+        TrainConfig(data="x", holistic=False, category_level=False).validated()
 
 
 # ---------------------------------------------------------------------------- import-checkpoint
@@ -238,7 +241,7 @@ def friss_batch(friss_dir):
     """Two real FrISS train sketches as 224 px images with name-built captions."""
     from sketchkit.io import read_sketch
     from sketchkit.raster import rasterize
-    from sketchkit.train import caption_for_training
+    from sketchkit.training import caption_for_training
 
     parts = json.loads((friss_dir / "data_partitions.json").read_text())
     paths = [friss_dir / "train" / f"{name}.json" for name in parts["train"][:2]]
@@ -267,7 +270,7 @@ def _grads(cfg: TrainConfig, images, items, num_prompts=None):
     model.freeze_for_finetuning()
     if not cfg.learn_threshold:
         model.theta.requires_grad_(False)
-    targets = batch_targets(items, TextBank(model), use_categories=cfg.category)
+    targets = batch_targets(items, TextBank(model), use_categories=cfg.category_level)
     sums = micro_batch_losses(model, images, items, targets, cfg, nullcontext)
     (sums.holistic + sums.category).backward()
     grads = {n: p.grad for n, p in model.named_parameters()}
@@ -294,10 +297,13 @@ def test_gradients_reach_threshold_prompts_and_cross_attention(friss_batch):
     [
         ({"learn_threshold": False}, lambda g: g["theta"] is None and _nonzero(g["prompts"])),
         ({"cross_attention": False}, lambda g: g["cross_attn.7.q_proj.weight"] is None and _nonzero(g["theta"])),
-        ({"category": False}, lambda g: g["theta"] is None and g["cross_attn.12.q_proj.weight"] is None and _nonzero(g["prompts"])),
-        ({"holistic": False, "dual": False}, lambda g: _nonzero(g["theta"]) and _nonzero(g["clip.visual.ln_post.weight"])),
+        ({"category_level": False}, lambda g: g["theta"] is None and g["cross_attn.12.q_proj.weight"] is None and _nonzero(g["prompts"])),
+        ({"holistic": False, "vv": False}, lambda g: _nonzero(g["theta"]) and _nonzero(g["clip.visual.ln_post.weight"])),
         ({"taps": (12,)}, lambda g: g["cross_attn.7.q_proj.weight"] is None and _nonzero(g["cross_attn.12.q_proj.weight"])),
         ({"distance": "l1", "margin": 0.5}, lambda g: _nonzero(g["theta"])),
+        ({"isolation": "scaled"}, lambda g: _nonzero(g["theta"]) and _nonzero(g["cross_attn.7.q_proj.weight"])),
+        ({"tap_reduction": "mean"}, lambda g: _nonzero(g["theta"]) and _nonzero(g["cross_attn.10.q_proj.weight"])),
+        ({"learn_threshold": False, "isolation": "scaled"}, lambda g: g["theta"] is None and _nonzero(g["prompts"])),
     ],
 )
 def test_ablation_switches_route_gradients(friss_batch, switch, check):
@@ -306,7 +312,7 @@ def test_ablation_switches_route_gradients(friss_batch, switch, check):
     assert check(grads)
     if not switch.get("holistic", True):
         assert float(sums.holistic) == 0.0
-    if not switch.get("category", True):
+    if not switch.get("category_level", True):
         assert float(sums.category) == 0.0
 
 
@@ -317,10 +323,54 @@ def test_zero_prompts_trains(friss_batch):
     assert _nonzero(grads["theta"])
 
 
+# ---------------------------------------------------------------------------- fidelity defaults
+
+
+@pytest.fixture(scope="module")
+def examples_batch():
+    """The repository's three example sketches as 224 px images with their own captions (no shared data needed)."""
+    from sketchkit.io import read_sketch
+    from sketchkit.raster import rasterize
+
+    paths = sorted((REPO / "examples").glob("*.svg"))
+    sketches = [read_sketch(p) for p in paths]
+    images = torch.from_numpy(np_stack([rasterize(s, 224).image for s in sketches]))
+    items = [TrainItem(str(p), s.caption, tuple(s.label_names())[:2]) for p, s in zip(paths, sketches)]
+    assert len({i.caption for i in items}) == 3 and len({n for i in items for n in i.categories}) >= 4
+    return images, items
+
+
+def test_defaults_follow_the_reference():
+    cfg = TrainConfig()
+    assert (cfg.isolation, cfg.tap_reduction, cfg.theta_init, cfg.taps) == ("binary", "sum", None, (7, 10, 12))
+    for key, value in (("isolation", "soft"), ("tap_reduction", "max")):
+        with pytest.raises(UsageError, match=key):
+            TrainConfig(data="x", **{key: value}).validated()
+
+
+def test_category_loss_is_the_sum_over_the_taps(examples_batch):
+    """Summed over taps 7, 10, 12 (the reference's) it is exactly three times the mean, and the holistic loss is untouched."""
+    images, items = examples_batch
+    summed, _ = _grads(TrainConfig(data="x"), images, items)
+    mean, _ = _grads(TrainConfig(data="x", tap_reduction="mean"), images, items)
+    assert float(summed.category.detach()) > 0
+    torch.testing.assert_close(summed.category.detach(), 3 * mean.category.detach(), rtol=1e-5, atol=0)
+    torch.testing.assert_close(summed.holistic.detach(), mean.holistic.detach(), rtol=0, atol=0)
+
+
+def test_isolation_switch_changes_what_the_second_pass_sees(examples_batch):
+    images, items = examples_batch
+    binary, grads = _grads(TrainConfig(data="x"), images, items)
+    scaled, _ = _grads(TrainConfig(data="x", isolation="scaled"), images, items)
+    assert _nonzero(grads["theta"]), "binary ink x soft cut still trains the threshold"
+    assert float(binary.category.detach()) != pytest.approx(float(scaled.category.detach()), rel=1e-4)
+    torch.testing.assert_close(binary.holistic.detach(), scaled.holistic.detach(), rtol=0, atol=0)
+
+
 # ---------------------------------------------------------------------------- runs on FrISS
 
-RUN = dict(captions_from_labels=True, backbone="tiny-random", device="cpu", batch_size=4, limit=6, epochs=2, max_steps=3,
-           val_limit=1, val_eval_size=64, lr=3e-5, scheduler="cosine", save_every=1)
+RUN = dict(captions_from_labels=True, backbone="tiny-random", device="cpu", global_batch=4, limit=6, epochs=2, max_steps=3,
+           val_limit=1, eval_size=64, lr=3e-5, scheduler="cosine", save_every=1)
 
 
 @pytest.fixture(scope="module")
@@ -364,7 +414,7 @@ def test_run_trains_only_the_adapter_and_writes_its_files(straight):
     assert straight.steps == 3 and straight.epochs_completed == 1 and len(straight.threshold) == 3
     assert straight.threshold[-1] != pytest.approx(0.65, abs=1e-7), "the threshold must move"
     tensors, config = read_adapter(straight.best_path)
-    assert set(tensors) == trainable and config["training"]["batch_size"] == 4
+    assert set(tensors) == trainable and config["training"]["global_batch"] == 4
     assert config["step"] in (2, 3) and straight.best_metric == "val_miou"
     records = read_metrics(straight.metrics_path)
     assert [r["step"] for r in records if r["kind"] == "step"] == [1, 2, 3]
@@ -380,18 +430,19 @@ def test_killed_run_resumes_to_the_same_parameters(straight, friss_dir, tmp_path
     class Killed(Exception):
         pass
 
-    def kill_during_step_2(kind, info):
-        if kind == "step" and info["step"] == 2:
-            raise Killed  # after step 2 ran, before its checkpoint: the process dies here
+    class KillDuringStep2:
+        def on_event(self, event):
+            if isinstance(event, Step) and event.step == 2:
+                raise Killed  # after step 2 ran, before its checkpoint: the process dies here
 
     with pytest.raises(Killed):
-        train(cfg, on_event=kill_during_step_2)
+        train(cfg, KillDuringStep2())
     _, meta = _state(out)
     assert (meta["global_step"], meta["epoch"], meta["step_in_epoch"]) == (1, 0, 1)
     with pytest.raises(UsageError, match="already holds a training run"):
         train(cfg)
-    with pytest.raises(UsageError, match="batch_size=4"):
-        train(replace(cfg, resume=True, batch_size=2))
+    with pytest.raises(UsageError, match="global_batch=4"):
+        train(replace(cfg, resume=True, global_batch=2))
     report = train(replace(cfg, resume=True))
     assert report.steps == 3
     _assert_same_training(straight.out, out)
@@ -406,8 +457,7 @@ def test_two_gloo_processes_match_one_process(straight, friss_dir, tmp_path):
     worker = tmp_path / "worker.py"
     worker.write_text(
         "import json, sys\n"
-        "from sketchkit.trainconfig import config_from_dict\n"
-        "from sketchkit.train import train\n"
+        "from sketchkit.training import config_from_dict, train\n"
         "train(config_from_dict(json.load(open(sys.argv[1]))))\n"
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -424,10 +474,11 @@ def test_cli_smoke_run_adapter_loads_in_segment_and_eval(friss_dir, friss_test_f
 
     runner = CliRunner()
     out = tmp_path / "smoke"
-    base = ["train", "--data", str(friss_dir), "--backbone", "tiny-random", "--epochs", "1", "--batch-size", "4",
-            "--limit", "4", "--val-limit", "2", "--val-eval-size", "64", "--out", str(out)]
+    base = ["train", "--data", str(friss_dir), "--backbone", "tiny-random", "--epochs", "1", "--global-batch", "4",
+            "--limit", "4", "--val-limit", "2", "--eval-size", "64", "--out", str(out)]
     refused = runner.invoke(_local_app(), base + ["--max-steps", "1"])
-    assert isinstance(refused.exception, UsageError) and "--captions-from-labels" in str(refused.exception)
+    assert isinstance(refused.exception, UsageError) and refused.exception.hint == "captions"
+    assert "--" not in str(refused.exception), "library messages name no flags"
     result = runner.invoke(_local_app(), base + ["--captions-from-labels", "--max-steps", "1", "--quiet"])
     assert result.exit_code == 0, result.output
     best = Path(result.output.strip().splitlines()[-1])
@@ -467,7 +518,7 @@ def test_fscoco_layout_without_labels_validates_by_loss(friss_dir, tmp_path):
         np.save(tmp_path / "fscoco" / "vector_sketches" / user / f"{index}.npy", np.concatenate(rows))
         (tmp_path / "fscoco" / "text" / user / f"{index}.txt").write_text(caption + "\n")
     report = train(TrainConfig(data=str(tmp_path / "fscoco"), out=str(tmp_path / "run"), backbone="tiny-random", device="cpu",
-                               batch_size=4, epochs=1, val_fraction=0.34))
+                               global_batch=4, epochs=1, val_fraction=0.34))
     assert (report.train_count, report.val_count) == (4, 2)
     assert report.best_metric == "val_loss" and report.best_value > 0
     assert any("validation loss" in note for note in report.notes)

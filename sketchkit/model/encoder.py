@@ -191,15 +191,31 @@ class SketchCLIP(nn.Module):
     def threshold(self) -> torch.Tensor:
         return 0.4 + 0.5 * torch.sigmoid(self.theta)
 
-    def isolate(self, ink: torch.Tensor, maps: torch.Tensor, *, sharpness: float = 50.0) -> torch.Tensor:
-        """Keep the ink of one category per map (method.md Level II, step 3), differentiably.
+    def isolate(self, ink: torch.Tensor, maps: torch.Tensor, *, sharpness: float = 50.0, isolation: str = "binary",
+                hard: bool = False) -> torch.Tensor:
+        """Keep the ink of one category per map (method.md Level II, step 3).
 
-        ink (B, 1, H, W) in [0, 1] with ink = 1; maps (B, C, H, W) min-max normalised similarity.
-        Returns (B, C, H, W) grey sketches (paper = 1): 1 - ink * map * sigmoid((map - t) * sharpness).
-        The steep sigmoid replaces the hard cut so the threshold t receives a gradient.
+        ink (B, 1, H, W) in [0, 1] with ink = 1 (one minus the grey raster); maps (B, C, H, W) min-max
+        normalised similarity. Returns (B, C, H, W) grey sketches (paper = 1): 1 - strength * cut.
+        cut = sigmoid((map - t) * sharpness): a steep sigmoid in place of the hard cut map >= t, so
+        the threshold t receives a gradient; `hard` takes the hard cut instead (t gets no gradient:
+        the "no threshold" ablation). strength, by `isolation`:
+        - "binary" (the reference's): binary ink, ink >= 0.5 (grey <= 0.5, the reference's
+          tensor_to_binary_img), so the kept strokes stay at full strength;
+        - "scaled": ink * map, which fades kept strokes where the map is low.
         """
-        keep = torch.sigmoid((maps - self.threshold()) * sharpness)
-        return 1.0 - ink * maps * keep
+        threshold = self.threshold()
+        if hard:
+            cut = (maps >= threshold.detach()).to(maps.dtype)
+        else:
+            cut = torch.sigmoid((maps - threshold) * sharpness)
+        if isolation == "binary":
+            strength = (ink >= 0.5).to(maps.dtype)
+        elif isolation == "scaled":
+            strength = ink * maps
+        else:
+            raise ValueError(f"unknown isolation {isolation!r}; use binary or scaled")
+        return 1.0 - strength * cut
 
     # ---- text ---------------------------------------------------------------------------
     def encode_text(self, texts: list[str]) -> torch.Tensor:

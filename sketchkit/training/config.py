@@ -4,9 +4,11 @@
     config = TrainConfig(data="fscoco/", out="runs/exp1")              # or directly
 
 A config file holds the field names below at top level (or inside a `[train]` table / "train"
-object). Unknown keys and values of the wrong type raise UsageError naming the key, before any
-work starts. Defaults are the paper's (method.md): AdamW lr 1e-6 (threshold 1e-4), batch 16,
-20 epochs, margin 0.3, categories at taps 7/10/12.
+object); a key that has a `sketchkit train` flag is named after it, underscores for dashes
+(`global_batch` is `--global-batch`). Unknown keys and values of the wrong type raise UsageError naming the key,
+before any work starts. Defaults are the paper's (method.md): AdamW lr 1e-6 (threshold 1e-4),
+16 sketches per step, 20 epochs, margin 0.3, categories at taps 7/10/12; where the paper is
+silent, the reference code's (docs/training.md "Fidelity defaults").
 """
 
 from __future__ import annotations
@@ -18,15 +20,21 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
+from ..errors import UsageError
 
 DISTANCES = ("cosine", "l1")
 AMP_MODES = ("auto", "bf16", "off")
 SCHEDULERS = ("constant", "cosine")
+ISOLATIONS = ("binary", "scaled")
+TAP_REDUCTIONS = ("sum", "mean")
+
+# Keys renamed so that each key is its flag and each flag means what it means in segment / eval.
+RENAMED = {"vocabulary": "vocab", "val_eval_size": "eval_size", "batch_size": "global_batch", "dual": "vv",
+           "category": "category_level"}
 
 # Fields a resumed run may change; every other field must equal the interrupted run's value.
 RESUME_MAY_CHANGE = frozenset(
-    {"out", "epochs", "max_steps", "save_every", "resume", "overwrite", "device", "val_limit", "val_eval_size", "val_batch_size",
+    {"out", "epochs", "max_steps", "save_every", "resume", "overwrite", "device", "val_limit", "eval_size", "val_batch_size",
      "log_every"}
 )
 
@@ -38,26 +46,30 @@ class TrainConfig:
     out: str = "runs/train"  # run folder: adapters, training state, metrics.jsonl, curves.png
     captions_from_labels: bool = False  # FrISS: use the caption the reader builds from instance names
     limit: int | None = None  # use only the first N training sketches (after the split)
-    vocabulary: str | None = None  # category list for caption matching (default: sketchkit's bundled list)
+    vocab: str | None = None  # category names a caption is matched against (default: sketchkit's bundled list)
     max_categories: int = 3  # categories kept per caption (reference code: 3)
     # ---- validation ----------------------------------------------------------------------
     val_data: str | None = None  # labelled sketches; else the data's own `val` split, else a held-out fraction
     val_fraction: float = 0.1  # held out from --data when it has no partitions file and no --val-data
     val_limit: int | None = None  # cap the validation sketches
-    val_eval_size: int = 512  # pixel-metric resolution of validation (reference scripts: 512)
-    val_batch_size: int = 16
+    eval_size: int = 512  # pixel-metric resolution of validation, as `eval --eval-size` (reference scripts: 512)
+    val_batch_size: int = 16  # validation sketches encoded per batch, as `eval --batch-size`
     # ---- model ---------------------------------------------------------------------------
     backbone: str = "ViT-B-16"
     weights: str | None = None  # backbone weights file; else $SKETCHKIT_WEIGHTS, else open_clip's tag
     device: str = "auto"  # auto | cpu | cuda (torchrun: cuda:LOCAL_RANK)
     num_prompts: int | None = None  # visual prompt tokens; None = the backbone config's count (3)
+    theta_init: float | None = None  # threshold parameter at the start; None = the backbone's (0.4: threshold 0.699)
     # ---- ablations (method.md "Published figures") ------------------------------------------
-    dual: bool = True  # v-v dual path (False: "no v-v")
+    vv: bool = True  # v-v dual path (False: "no v-v")
     holistic: bool = True  # Level I loss (False: "no holistic loss")
-    category: bool = True  # Level II loss (False: "no category level")
+    category_level: bool = True  # Level II loss (False: "no category level")
     learn_threshold: bool = True  # soft cut with a learnable theta (False: "no threshold": hard cut, theta frozen)
     cross_attention: bool = True  # VCT anchors (False: projected scene token of the isolated sketch)
     taps: tuple[int, ...] = (7, 10, 12)  # blocks with a Level II loss; (12,) = "last layer only"
+    # ---- fidelity to the reference (docs/training.md) ----------------------------------------
+    isolation: str = "binary"  # binary: ink (grey <= 0.5) x soft cut, the reference's; scaled: ink x map x soft cut
+    tap_reduction: str = "sum"  # category loss over the taps: sum (the reference's) | mean
     # ---- losses --------------------------------------------------------------------------
     margin: float = 0.3  # triplet margin (paper 0.3; reference code 0.5)
     distance: str = "cosine"  # cosine (1 - cos) | l1 (reference code), on L2-normalised embeddings
@@ -67,7 +79,7 @@ class TrainConfig:
     detach_maps: bool = False  # True: no gradient from Level II back into the first pass's similarity maps
     # ---- optimisation --------------------------------------------------------------------
     epochs: int = 20
-    batch_size: int = 16  # sketches per optimizer step over all processes and accumulation steps
+    global_batch: int = 16  # sketches per optimizer step over all processes and accumulation steps
     accumulate: int = 1  # micro-batches per optimizer step (each process)
     lr: float = 1e-6  # LayerNorms, prompts, cross-attention
     theta_lr: float = 1e-4  # the threshold, own parameter group
@@ -89,10 +101,11 @@ class TrainConfig:
 
     def validated(self) -> "TrainConfig":
         """Return self after checking values that do not need the model or the data."""
+        if self.data is None:
+            raise UsageError("no training data given", hint="data")
         checks = [
-            (self.data is not None, "no training data: pass --data (or `data` in the config file)"),
             (self.epochs >= 1, "epochs must be at least 1"),
-            (self.batch_size >= 1, "batch_size must be at least 1"),
+            (self.global_batch >= 1, "global_batch must be at least 1"),
             (self.accumulate >= 1, "accumulate must be at least 1"),
             (self.max_categories >= 1, "max_categories must be at least 1"),
             (0.0 <= self.val_fraction < 1.0, "val_fraction must be in [0, 1)"),
@@ -103,17 +116,19 @@ class TrainConfig:
             (self.distance in DISTANCES, f"distance must be one of {', '.join(DISTANCES)}"),
             (self.amp in AMP_MODES, f"amp must be one of {', '.join(AMP_MODES)}"),
             (self.scheduler in SCHEDULERS, f"scheduler must be one of {', '.join(SCHEDULERS)}"),
+            (self.isolation in ISOLATIONS, f"isolation must be one of {', '.join(ISOLATIONS)}"),
+            (self.tap_reduction in TAP_REDUCTIONS, f"tap_reduction must be one of {', '.join(TAP_REDUCTIONS)}"),
             (self.warmup_steps >= 0, "warmup_steps must be >= 0"),
             (self.max_steps is None or self.max_steps >= 1, "max_steps must be at least 1"),
             (self.save_every is None or self.save_every >= 1, "save_every must be at least 1"),
             (self.log_every >= 1, "log_every must be at least 1"),
             (self.limit is None or self.limit >= 1, "limit must be at least 1"),
             (self.val_limit is None or self.val_limit >= 1, "val_limit must be at least 1"),
-            (self.val_eval_size >= 16, "val_eval_size must be at least 16"),
+            (self.eval_size >= 16, "eval_size must be at least 16"),
             (self.val_batch_size >= 1, "val_batch_size must be at least 1"),
             (self.num_prompts is None or self.num_prompts >= 0, "num_prompts must be >= 0"),
             (len(self.taps) >= 1 and len(set(self.taps)) == len(self.taps), "taps must list distinct block numbers"),
-            (self.holistic or self.category, "both losses are switched off: nothing to train"),
+            (self.holistic or self.category_level, "both losses are switched off: nothing to train"),
             (not (self.resume and self.overwrite), "resume and overwrite exclude each other"),
         ]
         for ok, message in checks:
@@ -149,8 +164,10 @@ def config_from_dict(values: dict[str, Any], base: TrainConfig | None = None, *,
     """Apply `values` (field name -> value; None values are skipped) onto `base` (default: defaults)."""
     hints = _field_types()
     unknown = sorted(set(values) - set(hints))
+    renamed = [f"{k} is now {RENAMED[k]}" for k in unknown if k in RENAMED]
     if unknown:
-        raise UsageError(f"{source}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(f.name for f in fields(TrainConfig))}")
+        raise UsageError(f"{source}: unknown key(s) {', '.join(unknown)}; " + (f"{'; '.join(renamed)}" if renamed else
+                         f"known keys: {', '.join(f.name for f in fields(TrainConfig))}"))
     checked = {k: _coerce(k, v, hints[k]) for k, v in values.items() if v is not None}
     return replace(base or TrainConfig(), **checked)
 
