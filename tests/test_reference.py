@@ -363,3 +363,80 @@ def test_metrics_on_the_references_own_predictions_are_exact(scenes):
         assert abs(score.acc_p - float(z["pixel_accuracy"])) <= 1e-9, name
         assert abs(score.acc_s - float(z["stroke_accuracy"])) <= 1e-9, name
         assert abs(score.miou - float(z["miou"])) <= 1e-9, name
+
+
+# ---- through the CLI: import-checkpoint, then eval --protocol reference and segment --scoring reference ----
+
+
+def test_cli_import_then_eval_reproduces_test_py_per_scene(tmp_path, fixtures, capsys):
+    """The path a user takes with the released checkpoint: the per-scene metrics of the reference's own
+    test.py (recorded in the fixtures) come back from `sketchkit eval`, and the aggregate too."""
+    import json
+    import shutil
+
+    from sketchkit.cli.app import main
+
+    base = fixtures / "base_openai_state_dict.pt"
+    imported = tmp_path / "reference.safetensors"
+    code = main(["import-checkpoint", str(fixtures / "reference_finetuned.pth"), str(imported), "--weights", str(base),
+                 "-q"])
+    assert code == 0, capsys.readouterr().err
+    data = tmp_path / "data"
+    (data / "test").mkdir(parents=True)
+    manifest = json.loads((fixtures / "manifest.json").read_text())
+    for scene in manifest["scenes"]:
+        shutil.copy(FRISS / scene["friss_split"] / f"{scene['scene_id']}.json", data / "test")
+    (data / "data_partitions.json").write_text(json.dumps({"test": [s["scene_id"] for s in manifest["scenes"]]}))
+    code = main(["eval", "--data", str(data), "--split", "test", "--model", "sketchkit", "--adapter", str(imported),
+                 "--weights", str(base), "--protocol", "all", "--json", str(tmp_path / "r.json")])
+    assert code == 0, capsys.readouterr().err
+    result = json.loads((tmp_path / "r.json").read_text())["results"]["sketchkit"]
+    assert result["scoring"] == "reference"
+    aggregate = manifest["test_py_aggregate"]
+    assert result["reference"]["acc_p"] == pytest.approx(100 * aggregate["P_value"], abs=1e-6)
+    assert result["reference"]["acc_s"] == pytest.approx(100 * aggregate["C_value"], abs=1e-6)
+    assert result["reference"]["miou"] == pytest.approx(100 * aggregate["miou_value"], abs=1e-6)
+
+    from sketchkit.evaluation import evaluate
+    from sketchkit.inference import ModelSpec, build_segmenter
+
+    segmenter = build_segmenter(ModelSpec("sketchkit", adapter=str(imported), weights=str(base), device="cpu"))
+    sketches = [sketchkit_read(FRISS / s["friss_split"] / f"{s['scene_id']}.json") for s in manifest["scenes"]]
+    report = evaluate(sketches, [segmenter], protocols=("per_sketch", "dataset", "reference"))
+    for scene, score in zip(manifest["scenes"], report.models[0].reference):
+        assert score.acc_p == pytest.approx(scene["pixel_accuracy"], abs=1e-4)
+        assert score.acc_s == pytest.approx(scene["stroke_accuracy"], abs=1e-4)
+        assert score.miou == pytest.approx(scene["miou"], abs=1e-4)
+
+
+def sketchkit_read(path):
+    from sketchkit.io import read_sketch
+
+    return read_sketch(path)
+
+
+def test_segment_with_reference_scoring_labels_strokes_as_test_py(tmp_path, fixtures, capsys):
+    import json
+
+    import numpy as np
+
+    from sketchkit.cli.app import main
+    from sketchkit.model.import_checkpoint import import_checkpoint
+
+    base = fixtures / "base_openai_state_dict.pt"
+    imported = tmp_path / "reference.safetensors"
+    import_checkpoint(fixtures / "reference_finetuned.pth", imported, backbone=None, weights=base)
+    scene = np.load(fixtures / "scene_4class.npz")
+    source = FRISS / str(scene["friss_split"]) / f"{scene['scene_id']}.json"
+    classes = [str(c) for c in scene["classes"]]
+    code = main(["segment", str(source), "--adapter", str(imported), "--weights", str(base), "--labels",
+                 ",".join(classes), "--out", str(tmp_path / "out.json"), "--format", "json,svg", "-q"])
+    assert code == 0, capsys.readouterr().err
+    doc = json.loads((tmp_path / "out.json").read_text())
+    assert doc["scoring"] == "reference" and doc["labels"] == classes
+    all_classes = json.loads((fixtures / "manifest.json").read_text())["all_classes"]
+    want = [all_classes[i] if i > 0 else None for i in scene["pred_strokes"]]
+    assert [s["label"] for s in doc["strokes"]] == want
+    code = main(["segment", str(source), "--model", "clip-surgery", "--scoring", "reference", "--backbone",
+                 "tiny-random", "--labels", "a", "--out", str(tmp_path / "x.json")])
+    assert code == 2 and "reference scoring runs an imported reference model" in capsys.readouterr().err

@@ -16,7 +16,6 @@ import pytest
 import torch
 
 from sketchkit.errors import UsageError, WeightsError
-from sketchkit.model.import_checkpoint import import_checkpoint
 from sketchkit.training import (
     BEST_FILE,
     LAST_FILE,
@@ -164,73 +163,15 @@ def test_config_file_then_flags(tmp_path):
         TrainConfig(data="x", holistic=False, category_level=False).validated()
 
 
-# ---------------------------------------------------------------------------- import-checkpoint
-
-
 def _local_app():
-    """A small app with this module's commands (the real app.py registers them too)."""
+    """A small app with this module's command (the real app.py registers it too)."""
     import typer
 
     from cli import train as train_cli
 
     app = typer.Typer()
     app.command("train")(train_cli.train)
-    app.command("import-checkpoint")(train_cli.import_checkpoint)
     return app
-
-
-def test_import_checkpoint_takes_visual_layernorms_only(tmp_path, tiny_encoder):
-    from sketchkit.model.adapter import load_adapter
-    from sketchkit.model.factory import create_encoder
-
-    full = {k: v.clone() for k, v in tiny_encoder.clip.state_dict().items()}
-    visual_ln = [k for k in full if k.startswith("visual.") and ("ln_" in k)]
-    text_ln = [k for k in full if not k.startswith("visual.") and "ln_" in k]
-    assert visual_ln and text_ln
-    for k in visual_ln + text_ln:
-        full[k] += 0.25
-    full["visual.conv1.weight"] += 0.1  # the reference fine-tunes everything
-    ref = tmp_path / "reference.pt"
-    torch.save({f"module.{k}": v for k, v in full.items()}, ref)
-
-    out = tmp_path / "ref.safetensors"
-    report = import_checkpoint(ref, out, backbone="tiny-random")
-    assert sorted(report.taken) == sorted(f"clip.{k}" for k in visual_ln)
-    assert "visual.conv1.weight" in report.ignored and report.changed_ignored == ["visual.conv1.weight"]
-    assert all(k in report.ignored for k in text_ln)  # text-tower LayerNorms are not visual
-    assert "theta" in report.kept and "prompts" in report.kept
-    assert "ignored" in report.summary() and "does not reproduce" in report.summary()
-
-    fresh = create_encoder("tiny-random")
-    config = load_adapter(fresh, out)
-    assert config["imported_from"] == str(ref)
-    state = fresh.state_dict()
-    for k in visual_ln:
-        assert torch.equal(state[f"clip.{k}"], full[k])
-    for k in text_ln:
-        assert torch.equal(state[f"clip.{k}"], tiny_encoder.clip.state_dict()[k])
-
-
-def test_import_checkpoint_visual_only_keys_through_the_cli(tmp_path, tiny_encoder):
-    from typer.testing import CliRunner
-
-    visual = {k: v + 0.5 if "ln_" in k else v for k, v in tiny_encoder.clip.visual.state_dict().items()}
-    ref = tmp_path / "visual.pt"
-    torch.save(visual, ref)
-    out = tmp_path / "adapter.safetensors"
-    result = CliRunner().invoke(_local_app(), ["import-checkpoint", str(ref), str(out), "--backbone", "tiny-random"])
-    assert result.exit_code == 0, result.output
-    assert out.is_file() and "took" in result.output
-    # a pickle with code in it is refused by torch.load(weights_only=True)
-    evil = tmp_path / "evil.pt"
-    torch.save({"net": torch.nn.Linear(2, 2)}, evil)
-    with pytest.raises(WeightsError):
-        import_checkpoint(evil, tmp_path / "x.safetensors", backbone="tiny-random")
-    # a checkpoint of another backbone (shape mismatch) names the fix
-    wrong = {k: torch.zeros(v.shape[0] * 2) if "ln_pre" in k else v for k, v in visual.items()}
-    torch.save(wrong, tmp_path / "wrong.pt")
-    with pytest.raises(WeightsError, match="--backbone"):
-        import_checkpoint(tmp_path / "wrong.pt", tmp_path / "y.safetensors", backbone="tiny-random")
 
 
 # ---------------------------------------------------------------------------- gradients per ablation

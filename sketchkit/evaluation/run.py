@@ -72,7 +72,8 @@ def evaluate(
     reference = "reference" in protocols
     engines = [Engine(s, labels=vocab.policy(sort=reference), threshold=threshold, batch_size=batch_size)
                for s in segmenters]
-    results = [ModelResult(s.name, s.description, Evaluator(global_names), weights=s.weights) for s in segmenters]
+    results = [ModelResult(s.name, s.description, Evaluator(global_names), weights=s.weights, scoring=s.scoring)
+               for s in segmenters]
     writers = _open_writers(save_predictions, segmenters, results, sketches, vocab, eval_size, threshold, data_info,
                             overwrite)
     try:
