@@ -170,6 +170,7 @@ def _local_app():
     from cli import train as train_cli
 
     app = typer.Typer()
+    app.callback()(lambda: None)  # a group, so that "train" is a sub-command even when it is the only one
     app.command("train")(train_cli.train)
     return app
 

@@ -152,10 +152,15 @@ def test_output_is_plain_text_and_notes_carry_their_flags(capsys, tmp_path):
     assert f"held out of {data}" in err and "no validation sketches" in err and "--val-data" in err
 
 
-def test_import_checkpoint_quiet_prints_only_the_adapter(capsys, tmp_path, tiny_encoder):
-    visual = {k: v + 0.5 if "ln_" in k else v for k, v in tiny_encoder.clip.visual.state_dict().items()}
-    torch.save(visual, tmp_path / "visual.pt")
-    out = tmp_path / "adapter[1].safetensors"
-    code, stdout, err = run(capsys, "import-checkpoint", tmp_path / "visual.pt", out, "--backbone", "tiny-random", "--quiet")
+def test_import_checkpoint_quiet_prints_only_the_imported_file(capsys, tmp_path):
+    fixtures = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "reference_tiny"
+    if not (fixtures / "reference_finetuned.pth").is_file():
+        pytest.skip(f"reference fixtures absent: {fixtures}")
+    out = tmp_path / "imported[1].safetensors"
+    code, stdout, err = run(capsys, "import-checkpoint", fixtures / "reference_finetuned.pth", out, "--weights",
+                            fixtures / "base_openai_state_dict.pt", "--quiet")
     assert code == 0, err
-    assert stdout.strip() == str(out) and "took" not in err
+    assert stdout.strip() == str(out) and err == ""
+    code, stdout, err = run(capsys, "import-checkpoint", fixtures / "reference_finetuned.pth", out, "--weights",
+                            fixtures / "base_openai_state_dict.pt")
+    assert code == 2 and "exists" in err and "--overwrite" in err
