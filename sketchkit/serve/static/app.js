@@ -374,10 +374,12 @@ function showTooltip(event) {
   const lines = [`stroke ${index}: ${stroke.label === null ? "no label" : stroke.label}` +
     (stroke.manual ? " (corrected)" : "")];
   if (stroke.info) {
-    if (stroke.info.confidence !== null) lines.push(`confidence ${(stroke.info.confidence * 100).toFixed(0)}%`);
+    const confidence = stroke.info.confidence === null ? "" : `confidence ${(stroke.info.confidence * 100).toFixed(0)}%`;
+    const changed = stroke.manual && stroke.info.label !== stroke.label;
+    if (changed) lines.push(`model: ${stroke.info.label}` + (confidence ? `, ${confidence}` : ""));
+    else if (confidence) lines.push(confidence);
     const top = stroke.info.top3.map((t) => t.label + (t.votes_share !== undefined ? ` ${(t.votes_share * 100).toFixed(0)}%` : ""));
     if (top.length) lines.push(`top-${top.length}: ${top.join(", ")}`);
-    if (stroke.manual && stroke.info.label !== stroke.label) lines.push(`model: ${stroke.info.label}`);
   }
   tip.replaceChildren(...lines.map((line) => Object.assign(document.createElement("div"), { textContent: line })));
   const stage = $("stage").getBoundingClientRect();
