@@ -4,6 +4,7 @@ stroke-3 JSON and read its labels back; a screenshot goes to the test's temporar
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -39,12 +40,12 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture()
-def server():
+@contextlib.contextmanager
+def running_server(*extra):
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     process = subprocess.Popen([sys.executable, "-m", "sketchkit.cli", "serve", "--backbone", "tiny-random",
-                                "--port", str(port), "--quiet"], cwd=REPO, stdout=subprocess.DEVNULL,
+                                "--port", str(port), "--quiet", *map(str, extra)], cwd=REPO, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     try:
         deadline = time.monotonic() + 180
@@ -66,6 +67,12 @@ def server():
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(30)
+
+
+@pytest.fixture()
+def server():
+    with running_server() as base:
+        yield base
 
 
 @pytest.fixture()
@@ -165,3 +172,27 @@ def test_draw_segment_recolour_by_click_and_save(server, browser, tmp_path):
     screenshot = tmp_path / "serve_page.png"
     assert driver.save_screenshot(str(screenshot)) and screenshot.stat().st_size > 10_000
     print(f"screenshot: {screenshot}")
+
+
+def test_folder_mode_page_shows_progress_saves_and_resumes(browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    folder = tmp_path / "drawings"
+    folder.mkdir()
+    for example in sorted((REPO / "examples").glob("*.svg")):
+        shutil.copy(example, folder / example.name)
+    driver = browser
+    with running_server("--annotate", folder, "--labels", "house,tree,sun") as base:
+        driver.get(base + "/")
+        progress = lambda: driver.find_element(By.ID, "progress").text  # noqa: E731
+        _wait(lambda: progress() == "0 / 3 done" and all(_stroke_labels(driver)), what="the first sketch, segmented")
+        assert "car_road.svg" in driver.find_element(By.ID, "item-name").text
+        driver.find_element(By.ID, "save-folder").click()  # Save & next
+        _wait(lambda: progress() == "1 / 3 done" and "house_tree_sun.svg" in driver.find_element(By.ID, "item-name").text,
+              what="the next sketch")
+        saved = folder / "car_road.labels.json"
+        assert saved.is_file() and read_sketch(saved).has_labels
+    with running_server("--annotate", folder) as base:  # reopening resumes at the first sketch not done
+        driver.get(base + "/")
+        _wait(lambda: driver.find_element(By.ID, "progress").text == "1 / 3 done", what="the resumed page")
+        _wait(lambda: "house_tree_sun.svg" in driver.find_element(By.ID, "item-name").text, what="the resumed sketch")
