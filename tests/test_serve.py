@@ -527,3 +527,19 @@ def test_kill_while_saving_loses_nothing_and_the_next_server_resumes(tmp_path):
         except subprocess.TimeoutExpired:
             restarted.kill()
             restarted.wait(30)
+
+
+def test_an_annotated_folder_goes_into_eval(tmp_path, capsys):
+    folder = tmp_path / "drawn"
+    folder.mkdir()
+    image = np.full((96, 96), 255, np.uint8)
+    image[20:24, 10:80] = 0
+    image[40:80, 40:44] = 0
+    Image.fromarray(image).save(folder / "a.png")  # a bitmap: no labels of its own
+    annotations = AnnotationFolder(folder)
+    sketch = annotations.read(0)
+    annotations.save(0, sketch, ["roof" if k % 2 else "wall" for k in range(sketch.num_strokes)], labels=["wall", "roof"])
+    code, out, err = cli(capsys, "eval", "--data", folder, "--model", "oracle", "--json", tmp_path / "scores.json")
+    assert code == 0, err
+    data = json.loads((tmp_path / "scores.json").read_text())["data"]
+    assert (data["count"], data["classes"], data["skipped"]) == (1, 2, 1)  # the annotation; the bare bitmap skipped

@@ -35,7 +35,7 @@ import numpy as np
 from ..errors import InputError, SketchkitError
 from ..inference import Engine, Prepared, Segmenter
 from ..inference.engine import check_threshold
-from ..types import SegmentResult, Sketch
+from ..types import Sketch
 
 DEFAULT_QUEUE = 32
 """Jobs that may wait for the model; one more is refused (HTTP 503 with Retry-After)."""
@@ -243,8 +243,3 @@ class Batcher:
                         self._cache.popitem(last=False)
         return [found[key] for _, key in items]
 
-
-def segment_now(batcher: Batcher, sketch: Sketch, labels, threshold: float | None = None,
-                timeout: float | None = None) -> SegmentResult:
-    """Submit and wait (for callers outside an event loop: tests, the benchmark)."""
-    return batcher.submit(sketch, labels, threshold).result(timeout)
