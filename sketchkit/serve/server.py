@@ -36,8 +36,12 @@ def host_warning(host: str) -> str | None:
 
 
 def allowed_hosts(host: str) -> tuple[str, ...] | None:
-    """Host names the app accepts: the loopback names when listening on loopback, else any (None)."""
-    return LOOPBACK_HOSTS if is_loopback(host) else None
+    """Host names the app accepts: the loopback names (and `host` itself) when listening on loopback, else any (None)."""
+    if not is_loopback(host):
+        return None
+    named = host.strip("[]").lower()
+    named = f"[{named}]" if ":" in named else named
+    return tuple(dict.fromkeys([*LOOPBACK_HOSTS, named]))
 
 
 def bind(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> socket.socket:
