@@ -174,7 +174,8 @@ def test_draw_segment_recolour_by_click_and_save(server, browser, tmp_path):
     print(f"screenshot: {screenshot}")
 
 
-def test_folder_mode_page_shows_progress_saves_and_resumes(browser, tmp_path):
+def test_folder_mode_page_lasso_progress_saves_and_resumes(browser, tmp_path):
+    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
 
     folder = tmp_path / "drawings"
@@ -187,11 +188,19 @@ def test_folder_mode_page_shows_progress_saves_and_resumes(browser, tmp_path):
         progress = lambda: driver.find_element(By.ID, "progress").text  # noqa: E731
         _wait(lambda: progress() == "0 / 3 done" and all(_stroke_labels(driver)), what="the first sketch, segmented")
         assert "car_road.svg" in driver.find_element(By.ID, "item-name").text
+        driver.find_element(By.TAG_NAME, "body").send_keys("2")  # pick "tree"
+        canvas = driver.find_element(By.ID, "canvas")
+        half_w, half_h = canvas.size["width"] // 2 - 4, canvas.size["height"] // 2 - 4
+        lasso = ActionChains(driver).move_to_element_with_offset(canvas, -half_w, -half_h).click_and_hold()
+        for dx, dy in ((half_w, -half_h), (half_w, half_h), (-half_w, half_h), (-half_w, -half_h + 2)):
+            lasso.move_to_element_with_offset(canvas, dx, dy)
+        lasso.release().perform()  # a lasso around every stroke
+        _wait(lambda: set(_stroke_labels(driver)) == {"tree"}, what="the lasso")
         driver.find_element(By.ID, "save-folder").click()  # Save & next
         _wait(lambda: progress() == "1 / 3 done" and "house_tree_sun.svg" in driver.find_element(By.ID, "item-name").text,
               what="the next sketch")
         saved = folder / "car_road.labels.json"
-        assert saved.is_file() and read_sketch(saved).has_labels
+        assert saved.is_file() and set(read_sketch(saved).labels) == {"tree"}
     with running_server("--annotate", folder) as base:  # reopening resumes at the first sketch not done
         driver.get(base + "/")
         _wait(lambda: driver.find_element(By.ID, "progress").text == "1 / 3 done", what="the resumed page")
