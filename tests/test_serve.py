@@ -177,6 +177,8 @@ def test_stroke3_document_round_trip_and_unlabelled_strokes(tmp_path):
         np.testing.assert_allclose(written, strokes[source], atol=1e-9)
     kept = stroke3_document(sketch, [None, "a", "a", "b"])  # leading unlabelled strokes keep their place
     assert kept["source_strokes"] == [0, 1, 2, 3] and kept["object_divisions"] == [1, 3, 4]
+    ends = stroke3_document(sketch, [None, "a", "b", "background"])  # and trailing ones
+    assert ends["source_strokes"] == [0, 1, 2, 3] and ends["object_divisions"] == [1, 2, 3]
 
 
 # ---- errors ------------------------------------------------------------------------------------------------------

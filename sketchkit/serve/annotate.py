@@ -54,7 +54,7 @@ def stroke3_document(sketch: Sketch, stroke_labels: Sequence[str | None], *, lab
     names = [_label_or_none(n) for n in stroke_labels]
     labelled = [i for i, n in enumerate(names) if n is not None]
     unlabelled = [i for i, n in enumerate(names) if n is None]
-    if unlabelled and labelled and min(labelled) < max(unlabelled) and max(labelled) > min(unlabelled):
+    if labelled and any(labelled[0] < i < labelled[-1] for i in unlabelled):
         order = labelled + unlabelled  # unlabelled strokes inside the labelled range move after it
     else:
         order = list(range(sketch.num_strokes))
