@@ -44,3 +44,13 @@ def test_tests_declare_what_they_import():
     declared = _declared(project["dependencies"]) | _declared(project["optional-dependencies"]["test"])
     test_modules = {p.stem for p in (REPO / "tests").glob("test_*.py")}  # tests reuse each other's helpers
     assert _imports(["tests"]) - declared - test_modules == set()
+
+
+def test_every_package_folder_is_installed():
+    """Each folder with an __init__.py ships in the wheel (pyproject's explicit package list)."""
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(setuptools["packages"])
+    found = {"sketchkit." + ".".join(p.parent.relative_to(REPO / "sketchkit").parts)
+             for p in (REPO / "sketchkit").rglob("__init__.py")} | {"sketchkit.cli", "sketchkit.kernels"}
+    found = {name.rstrip(".") for name in found}
+    assert found == listed
