@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sketchkit.types import BACKGROUND, SegmentResult, Sketch
+from sketchkit.types import SegmentResult, Sketch
 
 UNKNOWN = "unknown"
 

@@ -69,7 +69,7 @@ from sketchkit.errors import InputError, UsageError  # noqa: E402
 from sketchkit.evaluation import evaluate  # noqa: E402
 from sketchkit.inference import (Engine, LabelPolicy, ModelSpec, OracleSegmenter, build_segmenters,  # noqa: E402
                                  segmenter_on)
-from sketchkit.types import BACKGROUND, Sketch  # noqa: E402
+from sketchkit.types import Sketch  # noqa: E402
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.svg"))
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from sketchkit.errors import UsageError, WeightsError
+from sketchkit.errors import UsageError
 from sketchkit.training import (
     BEST_FILE,
     LAST_FILE,

@@ -65,7 +65,7 @@ class Vocabulary:
         """Per stroke, its mapped true class name (None: unlabelled or outside the vocabulary)."""
         return [self.map(n) for n in (sketch.labels or (None,) * sketch.num_strokes)]
 
-    def stroke_classes(self, sketch: Sketch, names: Sequence[str]) -> "np.ndarray":
+    def stroke_classes(self, sketch: Sketch, names: Sequence[str]):
         """(S,) int64 index into `names` of each stroke's mapped true class, -1 for unlabelled/excluded."""
         return sketch.label_indices(names, self.mapping)
 

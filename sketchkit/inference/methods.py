@@ -16,7 +16,7 @@ that loads an adapter modifies its encoder, so it always gets one of its own.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 

@@ -44,7 +44,7 @@ from sketchkit.types import Sketch
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 
 __all__ = ["SUPPORTED_SUFFIXES", "caption_from_names", "describe_skipped", "detect_format", "iter_drawings",
-           "iter_quickdraw", "read_caption_file", "read_sketch"]
+           "iter_quickdraw", "read_caption_file", "read_sketch", "read_sketch_data"]
 
 SUPPORTED_SUFFIXES = (".svg", ".inkml", ".json", ".ndjson", ".npy", ".png", ".jpg", ".jpeg")
 """Suffixes (lower case) of the files `sketchkit.data.find_sketches` collects from folders."""
@@ -210,6 +210,17 @@ def _format_of(data: bytes, path: Path) -> str:
                          f"{', '.join(SUPPORTED_SUFFIXES)} (SVG, InkML, stroke JSON, QuickDraw ndjson, "
                          "FS-COCO .npy, PNG/JPEG)", path)
     return fmt
+
+
+def read_sketch_data(data: bytes, name: str) -> Sketch:
+    """A sketch file's bytes (not from disk: an upload) -> Sketch, read as `read_sketch` reads a file called
+    `name` (its suffix helps the sniffing; no caption file beside it). HDF5 results need a file."""
+    fmt = _format_of(data, Path(name))
+    if fmt == "h5":
+        raise InputError("sketchkit HDF5 results are read from files only", name)
+    sketch = _read_format(fmt, data, name)
+    limits.check_canvas(sketch.width, sketch.height, name)
+    return sketch
 
 
 def _read_file(path: Path) -> Sketch:

@@ -286,7 +286,7 @@ class Service:
 
 
 def _result_dict(result: SegmentResult) -> dict:
-    from ..write import result_to_dict
+    from ..io.result_json import result_to_dict
 
     return result_to_dict(result)
 
@@ -303,7 +303,7 @@ def _render(result: SegmentResult, fmt: str) -> bytes:
 
         return png_bytes(render_overlay(result))
     if fmt == "json":
-        from ..write import result_to_json
+        from ..io.result_json import result_to_json
 
         return result_to_json(result).encode("utf-8")
     labels = [result.labels[c] if c >= 0 else None for c in np.asarray(result.votes.labels)]

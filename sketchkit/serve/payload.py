@@ -26,8 +26,7 @@ from ..errors import InputError, SketchkitError, UsageError
 from ..inference import LabelPolicy
 from ..inference.engine import check_threshold
 from ..inference.policy import check_labels
-from ..io import SUPPORTED_SUFFIXES, detect_format
-from ..io.limits import MAX_FILE_BYTES, check_canvas
+from ..io.limits import MAX_FILE_BYTES
 from ..types import Sketch
 
 MAX_REQUEST_BYTES = MAX_FILE_BYTES * 4 // 3 + 2**20
@@ -118,14 +117,7 @@ def read_sketch_bytes(data: bytes, name: str = DEFAULT_NAME) -> Sketch:
         raise InputError("the file is empty", name)
     if len(data) > MAX_FILE_BYTES:
         raise TooLarge(f"{name}: the file is {_mib(len(data))}, more than the {_mib(MAX_FILE_BYTES)} sketchkit reads")
-    fmt = detect_format(data, PurePosixPath(name).suffix)
-    if fmt is None:
-        raise InputError(f"unsupported file type: not a recognised sketch format; sketchkit reads "
-                         f"{', '.join(SUPPORTED_SUFFIXES)} (SVG, stroke JSON, QuickDraw ndjson, FS-COCO .npy, "
-                         "PNG/JPEG)", name)
-    # the readers take (bytes, path); `_read_format` is read_sketch's own dispatch on the sniffed format
-    sketch = sketch_io._read_format(fmt, data, name)
-    check_canvas(sketch.width, sketch.height, name)
+    sketch = sketch_io.read_sketch_data(data, name)
     return replace(sketch, source=None if name == DEFAULT_NAME else name)
 
 

@@ -14,7 +14,7 @@ const $ = (id) => document.getElementById(id);
 
 const state = {
   canvas: NEW_CANVAS.slice(),
-  // each stroke: {points: [[x, y], ...], label: string|null, manual: bool, info: {confidence, top3}|null}
+  // each stroke: {points: [[x, y], ...], label: string|null, manual: bool, info: {confidence, top}|null}
   strokes: [],
   source: { kind: "drawn", name: null },   // or {kind: "file", name, base64} or {kind: "index", index, name}
   labels: [],                              // the label list (legend order = colour order)
@@ -378,7 +378,7 @@ function showTooltip(event) {
     const changed = stroke.manual && stroke.info.label !== stroke.label;
     if (changed) lines.push(`model: ${stroke.info.label}` + (confidence ? `, ${confidence}` : ""));
     else if (confidence) lines.push(confidence);
-    const top = stroke.info.top3.map((t) => t.label + (t.votes_share !== undefined ? ` ${(t.votes_share * 100).toFixed(0)}%` : ""));
+    const top = stroke.info.top.map((t) => t.label + (t.votes_share !== undefined ? ` ${(t.votes_share * 100).toFixed(0)}%` : ""));
     if (top.length) lines.push(`top-${top.length}: ${top.join(", ")}`);
   }
   tip.replaceChildren(...lines.map((line) => Object.assign(document.createElement("div"), { textContent: line })));
@@ -415,7 +415,7 @@ function applyResult(result) {
   result.strokes.forEach((s, i) => {
     const stroke = state.strokes[i];
     if (!stroke) return;
-    stroke.info = { label: s.label, confidence: s.confidence, top3: s.top3 };
+    stroke.info = { label: s.label, confidence: s.confidence, top: s.top };
     if (!stroke.manual) stroke.label = s.label;
   });
   state.segmented = true;
