@@ -68,7 +68,7 @@ def bench(
     from sketchkit.bench import BenchOptions, run_bench, write_json
     from sketchkit.files import check_output_path
     from sketchkit.labels import parse_labels
-    from sketchkit.model.factory import DEFAULT_BACKBONE
+    from sketchkit.model import DEFAULT_BACKBONE
 
     if json_out is not None:
         check_output_path(json_out, overwrite=overwrite)

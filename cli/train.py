@@ -243,7 +243,9 @@ def import_checkpoint(
     """
     from sketchkit.model.import_checkpoint import import_checkpoint as run_import
 
-    report = run_import(reference, out, backbone=backbone or (None if weights else "ViT-B-16"),
+    from sketchkit.model import DEFAULT_BACKBONE
+
+    report = run_import(reference, out, backbone=backbone or (None if weights else DEFAULT_BACKBONE),
                         weights=str(weights) if weights else None, overwrite=overwrite)
     if not quiet:
         stderr.print(Text(report.summary()), highlight=False, soft_wrap=True)

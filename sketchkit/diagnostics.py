@@ -85,7 +85,8 @@ def _vv_impl() -> Check:
 
 def _weights(backbone: str | None, weights: str | None) -> Check:
     from .errors import SketchkitError
-    from .model.factory import DEFAULT_BACKBONE, get_backbone_config
+    from .model import DEFAULT_BACKBONE
+    from .model.factory import get_backbone_config
     from .model.weights import resolve_weights
 
     backbone = backbone or DEFAULT_BACKBONE

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from .report import BenchReport, Environment, Goal
 from .timing import ratio
+from ..model import DEFAULT_BACKBONE
 
 COMPARISONS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt}
 DTYPES = {"fp32": "float32", "bf16": "bfloat16"}  # a goal's dtype -> how Environment.dtype starts
@@ -85,7 +86,7 @@ class GoalSpec:
     reads: Figure | RatioOf
 
 
-CPU_FULL_FP32 = Setting(device="cpu", backbone="ViT-B-16", dtype="fp32")
+CPU_FULL_FP32 = Setting(device="cpu", backbone=DEFAULT_BACKBONE, dtype="fp32")
 
 GOALS = (
     GoalSpec("warm end-to-end latency, one sketch (batch 1)", "<=", 0.25, "s", CPU_FULL_FP32,
@@ -98,9 +99,9 @@ GOALS = (
     GoalSpec("fused dual path vs one SDPA call (worst batch)", "<=", 1.3, "x", Setting(device="cuda"),
              Figure("attention", "fused_vs_sdpa1", pick="max")),
     GoalSpec("encoder at batch 256, share of matmul ceiling", ">=", 0.50, "",
-             Setting(device="cuda", backbone="ViT-B-16", dtype="bf16"),
+             Setting(device="cuda", backbone=DEFAULT_BACKBONE, dtype="bf16"),
              Figure("encoder", "ceiling_fraction", where={"batch": 256}, pick="max")),
-    GoalSpec("compiled + triton vs eager, batch 64", ">=", 1.5, "x", Setting(device="cuda", backbone="ViT-B-16"),
+    GoalSpec("compiled + triton vs eager, batch 64", ">=", 1.5, "x", Setting(device="cuda", backbone=DEFAULT_BACKBONE),
              RatioOf(Figure("encoder", "seconds", where={"variant": "eager", "impl": "sdpa", "batch": 64}),
                      Figure("encoder", "seconds", where={"variant": "compiled", "impl": "triton", "batch": 64}))),
 )

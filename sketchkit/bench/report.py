@@ -10,7 +10,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..model.factory import DEFAULT_BACKBONE
+from ..model import DEFAULT_BACKBONE
 
 SECTIONS = ("attention", "encoder", "pipeline", "startup")
 

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from ..model.factory import DEFAULT_BACKBONE
+from ..model import DEFAULT_BACKBONE
 from .report import Startup
 
 

@@ -270,7 +270,7 @@ def resolve_backbone(backbone: str | None, adapter: str | None) -> str:
     """The backbone to build: the one given, else the adapter's recorded one, else DEFAULT_BACKBONE.
     A given backbone that contradicts the adapter's is refused."""
     from ..model.adapter import read_adapter_config
-    from ..model.factory import DEFAULT_BACKBONE
+    from ..model import DEFAULT_BACKBONE
 
     recorded = read_adapter_config(adapter).get("backbone") if adapter else None
     if backbone and recorded and backbone != recorded:
@@ -313,7 +313,7 @@ def build_segmenters(names: list[str], spec: ModelSpec) -> list[Segmenter]:
 
 
 def _default_backbone() -> str:
-    from ..model.factory import DEFAULT_BACKBONE
+    from ..model import DEFAULT_BACKBONE
 
     return DEFAULT_BACKBONE
 

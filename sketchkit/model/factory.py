@@ -22,7 +22,7 @@ from .encoder import BackboneConfig, SketchCLIP
 from .weights import fingerprint, quiet_logs, read_state_dict, resolve_weights
 
 CONFIG_DIR = Path(__file__).parent / "configs"
-DEFAULT_BACKBONE = "ViT-B-16"
+from . import DEFAULT_BACKBONE
 
 
 @lru_cache(maxsize=None)

@@ -47,6 +47,7 @@ from .. import __version__
 from ..errors import WeightsError
 from . import openclip_seam as seam
 from .adapter import ADAPTER_KEY, read_adapter, read_adapter_config
+from . import DEFAULT_BACKBONE
 from .reference import CA_HEADS, DUAL_BLOCKS, ReferenceModel, ReferenceSizes, reference_sizes
 from .weights import fingerprint, read_state_dict
 
@@ -293,7 +294,7 @@ def _check_backbone(backbone: str | None, sizes: dict, path) -> None:
         raise WeightsError(f"{path} is not a {backbone} CLIP: {detail}; pass backbone=None to take the sizes from the weights")
 
 
-def import_checkpoint(reference_path: str | Path, out: str | Path, *, backbone: str | None = "ViT-B-16",
+def import_checkpoint(reference_path: str | Path, out: str | Path, *, backbone: str | None = DEFAULT_BACKBONE,
                       weights: str | Path | None = None, overwrite: bool = False) -> ImportReport:
     """Import a reference checkpoint losslessly into `out` (.safetensors; a `.json` sidecar beside it).
 

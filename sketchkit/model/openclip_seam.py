@@ -203,6 +203,19 @@ def tokenizer(architecture: str):
     return open_clip.get_tokenizer(architecture)
 
 
+def pretrained_cfg(architecture: str, tag: str) -> dict:
+    """open_clip's download record of (architecture, pretrained tag): hf_hub repo/file, url, ... ({} if none)."""
+    import open_clip
+
+    return open_clip.get_pretrained_cfg(architecture, tag) or {}
+
+
+def pretrained_tags(architecture: str) -> list[str]:
+    import open_clip
+
+    return list(open_clip.list_pretrained_tags_by_model(architecture))
+
+
 def version() -> str:
     from importlib.metadata import version as package_version
 

@@ -82,14 +82,15 @@ def download_pretrained(clip_model: str, tag: str, backbone: str | None = None) 
     HF_HUB_ETAG_TIMEOUT settings apply), so an offline machine fails within seconds instead of
     after a minute of download retries. `backbone` is the name users typed, for messages.
     """
-    import open_clip
     from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url, try_to_load_from_cache
 
     backbone = backbone or clip_model
-    cfg = open_clip.get_pretrained_cfg(clip_model, tag)
+    from . import openclip_seam as seam
+
+    cfg = seam.pretrained_cfg(clip_model, tag)
     hub = (cfg or {}).get("hf_hub", "")
     if not hub:
-        tags = open_clip.list_pretrained_tags_by_model(clip_model)
+        tags = seam.pretrained_tags(clip_model)
         raise WeightsError(f"open_clip has no pretrained tag {tag!r} for {clip_model} (known: {', '.join(tags)})")
     repo_id, filename = os.path.split(hub)  # "org/name/" -> default file names below
     candidates = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]

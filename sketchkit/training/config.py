@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from ..model import DEFAULT_BACKBONE
 from ..errors import UsageError
 
 DISTANCES = ("cosine", "l1")
@@ -55,7 +56,7 @@ class TrainConfig:
     eval_size: int = 512  # pixel-metric resolution of validation, as `eval --eval-size` (reference scripts: 512)
     val_batch_size: int = 16  # validation sketches encoded per batch, as `eval --batch-size`
     # ---- model ---------------------------------------------------------------------------
-    backbone: str = "ViT-B-16"
+    backbone: str = DEFAULT_BACKBONE
     weights: str | None = None  # backbone weights file; else $SKETCHKIT_WEIGHTS, else open_clip's tag
     device: str = "auto"  # auto | cpu | cuda (torchrun: cuda:LOCAL_RANK)
     num_prompts: int | None = None  # visual prompt tokens; None = the backbone config's count (3)
