@@ -277,3 +277,17 @@ def test_eval_refuses_to_replace_outputs_without_overwrite(capsys, tmp_path, fri
     code, _, err = run(capsys, *args, "--overwrite")
     assert code == 0, err
     assert json.loads((tmp_path / "r.json").read_bytes())["results"] == json.loads(first)["results"]
+
+
+def test_every_command_has_an_example_and_quiet(capsys):
+    """One meaning per flag across commands starts with every command offering the same basics."""
+    from sketchkit.cli.app import app
+
+    for command in app.registered_commands:
+        if command.hidden:
+            continue
+        name = command.name
+        assert main([name, "--help"]) == 0
+        text = capsys.readouterr().out
+        assert "Example:" in text or "Examples:" in text, name
+        assert "--quiet" in text, name
