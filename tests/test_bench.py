@@ -361,10 +361,10 @@ def test_the_bench_pipeline_rows_and_segment_run_the_same_code(monkeypatch, tmp_
     calls, engines = [], []
     real_run_segment = pipeline.run_segment
 
-    def spy(job, segmenter, *, timings=None):
+    def spy(job, segmenter, *, timings=None, **options):  # options: the process layout and its counter
         call = SimpleNamespace(job=job, timings=timings, outcomes=[], engines_before=len(engines))
         calls.append(call)
-        for outcome in real_run_segment(job, segmenter, timings=timings):
+        for outcome in real_run_segment(job, segmenter, timings=timings, **options):
             call.outcomes.append(outcome)
             yield outcome
 
