@@ -111,7 +111,7 @@ def _run(job, shard, files: int, quiet: bool, spec, build_segmenter) -> None:
             elif quiet:
                 for p in outcome.outputs:
                     stdout.print(cell(p), highlight=False, soft_wrap=True)
-            elif rows < MAX_TABLE_ROWS:
+            elif rows < MAX_TABLE_ROWS and not shard.distributed:
                 rows += 1
                 if outcome.skipped:
                     table.add_row(cell(label), "-", cell(f"(skipped: {outcome.skipped_because})"), "")
@@ -123,7 +123,7 @@ def _run(job, shard, files: int, quiet: bool, spec, build_segmenter) -> None:
         totals = counter.totals
         bar.update(task, completed=sum(totals[k] for k in ("done", "failed", "skipped")),
                    total=sum(totals[k] for k in ("done", "failed", "skipped")))
-    if not quiet and (not shard.distributed or rows):
+    if not quiet and not shard.distributed:  # several processes: each one's rows would be a fraction of the job
         stdout.print(table)
     shown = sum(totals[k] for k in ("done", "failed", "skipped"))
     if shard.is_main and not quiet and (shown - totals["failed"] > rows or shard.distributed):
