@@ -128,3 +128,53 @@ def test_killing_one_rank_then_skip_existing_completes_every_output(scenes, tmp_
     assert _leftovers(out) == [], "no claim, temp or part file left"
     stored = read_results_h5(out / "all.h5")
     assert sorted(s.name for s in stored) == stems, "every sketch once in the merged file"
+
+
+def _numbers(tree, path=""):
+    """Every number of a report, by its path."""
+    if isinstance(tree, dict):
+        return {k: v for key, value in tree.items() for k, v in _numbers(value, f"{path}/{key}").items()}
+    if isinstance(tree, list):
+        return {k: v for i, value in enumerate(tree) for k, v in _numbers(value, f"{path}[{i}]").items()}
+    return {path: tree}
+
+
+def test_two_gloo_processes_evaluate_as_one_process(friss_dir, tmp_path, capsys):
+    args = ["eval", "--data", str(friss_dir), "--split", "test", "--limit", "40", "--model", "clip-surgery,oracle",
+            *TINY, "--protocol", "all", "--eval-size", "128", "--quiet"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir()
+    two.mkdir()
+    assert main([*args, "--json", str(one / "r.json"), "--save-predictions", str(one / "p.h5")]) == 0
+    capsys.readouterr()
+    done = subprocess.run(torchrun(*args, "--json", str(two / "r.json"), "--save-predictions", str(two / "p.h5"),
+                                   "--distributed"), env=ENV, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    single, double = (json.loads((folder / "r.json").read_text()) for folder in (one, two))
+    assert single["data"] == double["data"]
+    a, b = _numbers(single["results"]), _numbers(double["results"])
+    assert a.keys() == b.keys() and "/clip-surgery/reference/miou" in a and "/oracle/per_category[0]/iou" in a
+    for key, value in a.items():
+        if isinstance(value, float):
+            assert b[key] == pytest.approx(value, abs=1e-9, rel=0), key
+        else:
+            assert b[key] == value, key
+    assert sorted(p.name for p in two.iterdir()) == ["p.clip-surgery.h5", "p.oracle.h5", "r.json"], "parts merged"
+    from sketchkit.io.hdf5 import read_results_h5
+
+    for model in ("clip-surgery", "oracle"):
+        merged, kept = read_results_h5(two / f"p.{model}.h5"), read_results_h5(one / f"p.{model}.h5")
+        assert [s.source for s in merged] == [s.source for s in kept], "in input order"
+    assert main(["eval", "--predictions", str(two / "p.h5"), "--eval-size", "128", "--json", str(two / "re.json"),
+                 "--quiet"]) == 0
+    rescored = _numbers(json.loads((two / "re.json").read_text())["results"])
+    assert rescored["/clip-surgery/per_sketch/miou"] == pytest.approx(a["/clip-surgery/per_sketch/miou"], abs=1e-9)
+
+
+def test_distributed_needs_torchruns_environment(tmp_path, capsys, monkeypatch):
+    for name in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    code = main(["segment", str(Path(__file__).parents[1] / "examples" / "house_tree_sun.svg"), *TINY, "--labels",
+                 "tree", "--out", str(tmp_path), "--distributed"])
+    err = capsys.readouterr().err
+    assert code == 2 and "torchrun --nproc-per-node" in err and "RANK" in err

@@ -307,19 +307,21 @@ class PredictionWriter:
         self.path = Path(path)
         self.attrs = attrs
         self.count = 0
-        self._buffer: list[tuple[SegmentResult, np.ndarray, np.ndarray]] = []
+        self._buffer: list[tuple[SegmentResult, np.ndarray, np.ndarray, int | None]] = []
         self._stack = contextlib.ExitStack()
         self._tmp = self._stack.enter_context(atomic_path(self.path, overwrite=overwrite))
 
-    def add(self, result: SegmentResult, ids: np.ndarray, pixel_labels: np.ndarray) -> None:
-        self._buffer.append((result, ids, pixel_labels))
+    def add(self, result: SegmentResult, ids: np.ndarray, pixel_labels: np.ndarray, unit: int | None = None) -> None:
+        """Queue one prediction; `unit`: its place in the evaluated set (a group attribute the merge of several
+        processes' parts orders by)."""
+        self._buffer.append((result, ids, pixel_labels, unit))
 
     def flush(self) -> None:
         import h5py
 
         if not self._buffer:
             return
-        results = [r for r, _, _ in self._buffer]
+        results = [r for r, _, _, _ in self._buffer]
         first = self.count == 0
         fd, part_name = tempfile.mkstemp(prefix=f".{self.path.name}.part-", dir=self.path.parent)
         os.close(fd)
@@ -335,8 +337,10 @@ class PredictionWriter:
                             groups.copy(src["sketches"][local], name)
                             if decode_text(groups[name].attrs.get("name", "")) == f"sketch-{int(local)}":
                                 groups[name].attrs["name"] = f"sketch-{self.count + int(local)}"
-                for offset, (result, ids, pixels) in enumerate(self._buffer):
+                for offset, (result, ids, pixels, unit) in enumerate(self._buffer):
                     group = groups[f"{self.count + offset:06d}"]
+                    if unit is not None:
+                        group.attrs["unit"] = int(unit)
                     wide = len(result.labels) >= np.iinfo(np.int16).max
                     group.create_dataset(H5_EVAL_IDS, data=ids.astype(np.int32), compression="gzip", compression_opts=4)
                     group.create_dataset(H5_EVAL_PIXELS, data=pixels.astype(np.int32 if wide else np.int16),
@@ -348,10 +352,13 @@ class PredictionWriter:
             part.unlink(missing_ok=True)
         self._buffer.clear()
 
-    def close(self) -> Path:
+    def close(self, *, allow_empty: bool = False) -> Path | None:
+        """Publish the file; with no prediction: UsageError, or (allow_empty) no file and None."""
         self.flush()
         if self.count == 0:
             self.abort()
+            if allow_empty:
+                return None
             raise UsageError(f"no predictions to save in {self.path}")
         self._stack.close()
         return self.path
