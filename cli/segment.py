@@ -63,7 +63,7 @@ def segment(
     from sketchkit.inference.shard import join_job
     from sketchkit.io.hdf5 import check_score_mode
     from sketchkit.labels import load_vocabulary, parse_labels
-    from sketchkit.pipeline import InputWalk, SegmentJob, parse_formats, run_segment
+    from sketchkit.pipeline import InputWalk, SegmentJob, parse_formats
     from sketchkit.render import Palette
 
     policy = LabelPolicy.for_segment(parse_labels(labels) if labels else None, caption,

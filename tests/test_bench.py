@@ -51,7 +51,7 @@ def test_bench_prints_every_section(bench_run):
     result, _ = bench_run
     assert result.exit_code == 0, result.output
     for title in ("1. dual-path attention", "2. encoder forward_features", "3. segment pipeline", "4. cold start",
-                  "5. goals", "RANDOM WEIGHTS", "matmul ceiling", "n/a"):
+                  "7. goals", "RANDOM WEIGHTS", "matmul ceiling", "n/a"):
         assert title in result.output, title
 
 
@@ -446,3 +446,61 @@ def test_a_short_last_batch_reuses_the_compiled_graph(friss_test_files):
     (want_scene, want_patches), = eager.encode(rasters[2:])
     torch.testing.assert_close(scene, want_scene, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(patches, want_patches, atol=1e-5, rtol=1e-4)
+
+
+# ---- serve and scale sections ------------------------------------------------------------------------------------
+
+
+def test_serve_and_scale_sections_through_the_cli(tmp_path):
+    """`bench --sections serve,scale` on the tiny backbone with tiny sizes: one 2-process torchrun run."""
+    app = typer.Typer()
+    app.command()(bench)
+    out = tmp_path / "bench.json"
+    args = ["--backbone", "tiny-random", "--sections", "scale,serve", "--serve-repeats", "2", "--scale-sketches", "24",
+            "--scale-processes", "2", "--limit", "3", "--json", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    for title in ("5. warm POST /segment", "6. scale", "6b. results file", "7. goals"):
+        assert title in result.output, title
+    report = json.loads(out.read_text())
+    (serve,) = report["serve"]
+    assert serve["backbone"] == "tiny-random" and serve["repeats"] == 2 and 0 < serve["median_s"] < 10
+    (row,) = report["scale"]
+    assert (row["processes"], row["sketches"], row["note"]) == (2, 24, "")
+    assert row["sketches_per_s"] > 0 and len(row["peak_rss_mb"]) == 2 and all(v > 50 for v in row["peak_rss_mb"])
+    assert 0 < row["bytes_per_sketch"] < 50_000
+    sizes = {r["scores"]: r for r in report["output_sizes"]}
+    assert set(sizes) == {"none", "top1", "fp16"} and all(r["sketches"] == 3 for r in sizes.values())
+    assert sizes["none"]["bytes_per_sketch"] < sizes["top1"]["bytes_per_sketch"] < sizes["fp16"]["bytes_per_sketch"]
+    goals = {g["name"]: g for g in report["goals"]}
+    assert goals["warm POST /segment, one scene (tiny-random)"]["measured"] == serve["median_s"]
+    assert "not run at 2,000 and 20,000" in goals["peak RSS per process, 20,000 vs 2,000 sketches (2 processes)"]["note"]
+
+
+def test_scale_goals_read_the_rows():
+    from sketchkit.bench import OutputSize, ScaleRow
+    from sketchkit.bench.scale import write_synthetic
+
+    env = Environment("cpu", "cpu", "2", None, 2, "float32", "tiny-random", "random", "sdpa", 0, 0, 0, "", "", False,
+                      None)
+    rows = [ScaleRow(2, 2000, 1, 10.0, 200.0, 20.0, [900.0, 880.0], 9000.0),
+            ScaleRow(2, 20000, 1, 100.0, 200.0, 110.0, [905.0, 950.0], 9000.0)]
+    report = BenchReport(env, scale=rows, output_sizes=[OutputSize("none", 10, "FrISS test", 16000.0, 160000)])
+    goals = {g.name: g for g in evaluate_goals(report)}
+    growth = goals["peak RSS per process, 20,000 vs 2,000 sketches (2 processes)"]
+    assert growth.measured == pytest.approx(950 / 900) and growth.met
+    assert goals["results file per FrISS sketch, no score maps"].met
+
+
+def test_synthetic_sketches_are_quickdraw_files(tmp_path):
+    from sketchkit.bench.scale import FILE_DRAWINGS, write_synthetic
+    from sketchkit.io import iter_drawings
+
+    folder = write_synthetic(tmp_path, FILE_DRAWINGS + 3)
+    files = sorted(folder.glob("*.ndjson"))
+    assert len(files) == 2
+    drawings = [d for f in files for d in iter_drawings(f)]
+    assert len(drawings) == FILE_DRAWINGS + 3 and drawings[0][0] == str(10**15)
+    assert all(3 <= s.num_strokes <= 8 for _, s in drawings)
+    assert write_synthetic(tmp_path / "again", 5).joinpath("part-00000.ndjson").read_text() == \
+        write_synthetic(tmp_path / "more", 5).joinpath("part-00000.ndjson").read_text(), "a fixed seed"

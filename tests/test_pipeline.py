@@ -14,7 +14,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 
 from sketchkit.cli.app import main
 from sketchkit.files import claim_outputs, claim_path
@@ -130,7 +129,7 @@ def test_a_partial_set_counts_as_not_done_and_is_redone(tmp_path, capsys, friss_
     assert segment(capsys, *args)[0] == 0
     names = sorted(p.stem for p in inputs.iterdir())
     # what kill -9 between the svg and the h5 leaves: the svg, no h5, the claim file, a temp file
-    killed, plain = out / names[0], out / names[1]
+    killed = out / names[0]
     (out / f"{names[0]}.h5").unlink()
     claim_path(killed).write_text("pid 1 on a host that died\n")
     (out / f".{names[0]}.h5.tmp-abcd1234").write_bytes(b"\x89HDF half")

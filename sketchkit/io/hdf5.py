@@ -769,7 +769,8 @@ def _from_labels(pixel_labels: np.ndarray, num_classes: int) -> np.ndarray:
 
 def _from_top1(top_class: np.ndarray, top_score: np.ndarray, ranges: np.ndarray, num_classes: int) -> np.ndarray:
     """Scores stored as top1: the best class keeps its score, the others sit at their class minimum, so the
-    argmax, and each class's range for min-max normalising, are those of the full maps."""
+    argmax and the best score are those of the full maps (each class's full range is the file's score_range,
+    for min-max normalising a threshold cut)."""
     out = np.repeat(ranges[:, 0].astype(np.float32)[:, None, None], top_class.size, axis=1).reshape(
         num_classes, *top_class.shape) if num_classes else np.zeros((0, *top_class.shape), dtype=np.float32)
     rows, cols = np.nonzero(top_class >= 0)
