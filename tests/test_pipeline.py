@@ -241,3 +241,46 @@ def test_kill_9_mid_segment_then_skip_existing_finishes_only_the_rest(tmp_path, 
     stored = read_results_h5(out / "all.h5")
     assert sorted(s.name for s in stored) == stems, "every sketch is in the results file exactly once"
     assert not (out / "all.h5.parts").exists()
+
+
+# ---- streaming --------------------------------------------------------------------------------------------------
+
+_STREAM_READER = """
+import json, resource, sys
+from pathlib import Path
+from sketchkit.inference.engine import Timings
+from sketchkit.inference.shard import Shard
+from sketchkit.pipeline import InputWalk, SegmentJob, _drawings
+
+def peak_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+job = SegmentJob(inputs=[Path(sys.argv[1])], out=Path(sys.argv[2]), formats=["json"])
+stream = _drawings(job, InputWalk(job.inputs, job.out), Shard(), lambda drawing: False, Timings())
+count, marks, before = 0, {}, peak_mb()
+for drawing, sketch in stream:  # exactly what segment's engine pulls, drawing by drawing
+    count += 1
+    if count in (20000,):
+        marks[count] = peak_mb()
+print(json.dumps({"count": count, "before": before, "at_20000": marks[20000], "end": peak_mb(), "last": drawing.name}))
+"""
+
+
+def test_a_200000_line_ndjson_streams_in_bounded_memory(tmp_path):
+    """Bigger than the whole-file limit (64 MB), so it is read line by line; the peak RSS after 200,000 drawings
+    is within a few tens of MB of the peak after 20,000 (what grows: the reader's set of names, for uniqueness)."""
+    big = tmp_path / "cat.ndjson"
+    stroke = [list(range(0, 200, 7)), [(i * 37) % 200 for i in range(0, 200, 7)]]
+    with open(big, "w") as handle:
+        for key in range(200_000):
+            handle.write(json.dumps({"word": "cat", "key_id": str(10**15 + key), "drawing": [stroke, stroke]},
+                                    separators=(",", ":")) + "\n")
+    size_mb = big.stat().st_size / 2**20
+    assert size_mb > 64
+    done = subprocess.run([sys.executable, "-c", _STREAM_READER, str(big), str(tmp_path / "out")], env=ENV,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    figures = json.loads(done.stdout)
+    assert figures["count"] == 200_000 and figures["last"] == str(10**15 + 199_999)
+    assert figures["end"] - figures["at_20000"] < 40, figures
+    assert figures["end"] - figures["before"] < size_mb / 2, f"the {size_mb:.0f} MB file is not held: {figures}"
