@@ -121,7 +121,7 @@ def test_bench_json_startup_and_goals(bench_run):
     assert startup["note"] == "", startup["note"]
     assert startup["cli_import_s"] > 0 and startup["cold_segment_s"] > 0 and startup["model_build_s"] > 0
     goals = {g["name"]: g for g in report["goals"]}
-    assert len(goals) == 6
+    assert len(goals) == 10
     for name, goal in goals.items():
         if goal["note"] == "needs a CUDA GPU":
             assert goal["met"] is None
@@ -330,16 +330,20 @@ def test_goals_are_a_table_of_records_that_name_real_figures():
     from sketchkit.bench import report as report_module
     from sketchkit.bench.goals import COMPARISONS, DTYPES, GOALS, OFF_DEVICE, Figure, RatioOf
 
+    from sketchkit.serve.bench import ServeLatency
+
     rows = {"pipeline": report_module.PipelineRow, "encoder": report_module.EncoderRow,
-            "attention": report_module.AttentionRow, "startup": report_module.Startup}
-    assert len(GOALS) == 6 and len({g.name for g in GOALS}) == 6
+            "attention": report_module.AttentionRow, "startup": report_module.Startup, "serve": ServeLatency,
+            "scale": report_module.ScaleRow, "output_sizes": report_module.OutputSize}
+    assert len(GOALS) == 10 and len({g.name for g in GOALS}) == 10
     for goal in GOALS:
-        assert goal.comparison in COMPARISONS and goal.unit in ("s", "x", "")
-        assert goal.setting.device in OFF_DEVICE and goal.setting.dtype in (None, *DTYPES)
+        assert goal.comparison in COMPARISONS and goal.unit in ("s", "x", "", "B")
+        assert goal.setting.device in (None, *OFF_DEVICE) and goal.setting.dtype in (None, *DTYPES)
         figures = [goal.reads] if isinstance(goal.reads, Figure) else [goal.reads.numerator, goal.reads.denominator]
         assert isinstance(goal.reads, (Figure, RatioOf))
         for figure in figures:
-            names = {f.name for f in fields(rows[figure.section])}
+            kind = rows[figure.section]
+            names = {f.name for f in fields(kind)} | {n for n, v in vars(kind).items() if isinstance(v, property)}
             assert figure.column in names and set(figure.where) <= names and figure.pick in ("first", "max"), goal.name
 
 
@@ -412,7 +416,7 @@ def test_render_prints_cells_and_notes_as_plain_text(capsys):
     report.goals = evaluate_goals(report)
     render(report)
     out = capsys.readouterr().out
-    for text in ("cpu [v2]", "a[red].svg", "[bold]x", "n/a", "5. goals"):
+    for text in ("cpu [v2]", "a[red].svg", "[bold]x", "n/a", "7. goals"):
         assert text in out, text
 
 
