@@ -23,8 +23,8 @@ and (with `out_h5`) the results file holds it; anything else is redone, whole.
 
 Several processes (`sketchkit.inference.shard`): the stream is numbered by unit (a file, or one
 drawing of an .ndjson file, which every process reads to keep the drawings' names), unit u goes to
-rank u % world, each rank writes its own per-file outputs and its own parts of `out_h5`, and rank 0
-merges the parts into `out_h5` when every rank is done.
+rank u % world, each rank writes its own per-file outputs and its own parts of `out_h5` and of the
+csv/coco summaries, and rank 0 merges the parts when every rank is done.
 """
 
 from __future__ import annotations
@@ -426,9 +426,6 @@ def run_segment(job: SegmentJob, segmenter, *, timings: Timings | None = None, s
     walk = InputWalk(job.inputs, job.out)
     file_formats = [f for f in job.formats if f in FORMAT_SUFFIX]
     run_paths = run_output_paths(job.out, job.formats, walk.single)
-    if run_paths and shard.distributed:
-        raise UsageError("the csv and coco run summaries are written by one process; with several processes "
-                         "write per-file outputs or one results HDF5 file")
     for path in run_paths.values():
         path.parent.mkdir(parents=True, exist_ok=True)
         check_output_path(path, job.inputs, job.overwrite)
@@ -485,7 +482,7 @@ def run_segment(job: SegmentJob, segmenter, *, timings: Timings | None = None, s
         return sketch
 
     summary = RunSummary(csv_path=run_paths.get("csv"), coco_path=run_paths.get("coco"), csv_per=job.csv_per,
-                         overwrite=job.overwrite)
+                         overwrite=job.overwrite, part=shard.rank if shard.distributed else None)
     try:
         with summary:
             for outcome in engine.stream(_drawings(job, walk, shard, complete, engine.timings), load):
@@ -519,7 +516,7 @@ def run_segment(job: SegmentJob, segmenter, *, timings: Timings | None = None, s
                         raise
                     if claim is not None:
                         claim.release(complete=True)
-                    summary.add(outcome.result)
+                    summary.add(outcome.result, (drawing.unit, drawing.index))
                     engine.timings.write += time.perf_counter() - start
                     counter.tick(done=1)
                     yield FileOutcome(drawing.path, drawing.name, result=outcome.result, outputs=written,
@@ -529,6 +526,11 @@ def run_segment(job: SegmentJob, segmenter, *, timings: Timings | None = None, s
         counter.finish()
         if store is not None:
             store.finish()
+        if run_paths and shard.distributed and shard.is_main:  # every rank's summary part is published
+            from .io.summary import merge_summary_parts, summary_parts
+
+            merge_summary_parts(summary_parts(run_paths.get("csv") or run_paths["coco"]), csv_path=run_paths.get("csv"),
+                                coco_path=run_paths.get("coco"), csv_per=job.csv_per, overwrite=job.overwrite)
     except BaseException:
         for claim in claims.values():
             claim.release(complete=not claim.stale)

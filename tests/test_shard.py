@@ -38,7 +38,8 @@ def scenes(tmp_path_factory, friss_test_files) -> Path:
 
 
 def _stroke_labels(out: Path) -> dict[str, list]:
-    return {p.stem: [s["label"] for s in json.loads(p.read_text())["strokes"]] for p in sorted(out.glob("*.json"))}
+    return {p.stem: [s["label"] for s in json.loads(p.read_text())["strokes"]] for p in sorted(out.glob("*.json"))
+            if not p.name.startswith("segmentation")}
 
 
 def _leftovers(folder: Path) -> list[str]:
@@ -60,10 +61,10 @@ def test_two_gloo_processes_segment_as_one_process(scenes, tmp_path, capsys):
     from sketchkit.io.hdf5 import read_results_h5
 
     one, two = tmp_path / "one", tmp_path / "two"
-    assert main(["segment", str(scenes), *TINY, "--out", str(one), "--format", "json", "--out-h5",
+    assert main(["segment", str(scenes), *TINY, "--out", str(one), "--format", "json,csv,coco", "--out-h5",
                  str(one / "all.h5"), "--quiet"]) == 0
     capsys.readouterr()
-    done = subprocess.run(torchrun("segment", str(scenes), *TINY, "--out", str(two), "--format", "json",
+    done = subprocess.run(torchrun("segment", str(scenes), *TINY, "--out", str(two), "--format", "json,csv,coco",
                                    "--out-h5", str(two / "all.h5")), env=ENV, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -71,6 +72,8 @@ def test_two_gloo_processes_segment_as_one_process(scenes, tmp_path, capsys):
     assert done.stderr.count("segmenting") <= 2, "one progress bar, from rank 0"
     labels = _stroke_labels(one)
     assert len(labels) == 40 and _stroke_labels(two) == labels, "the same per-stroke labels"
+    for summary in ("segmentation.csv", "segmentation.coco.json"):  # the ranks' parts joined in input order
+        assert (two / summary).read_bytes() == (one / summary).read_bytes(), summary
     merged, single = read_results_h5(two / "all.h5"), read_results_h5(one / "all.h5")
     assert [s.name for s in merged] == [s.name for s in single], "the ranks' parts merge back into input order"
     for a, b in zip(merged, single):
