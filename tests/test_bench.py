@@ -483,7 +483,6 @@ def test_serve_and_scale_sections_through_the_cli(tmp_path):
 
 def test_scale_goals_read_the_rows():
     from sketchkit.bench import OutputSize, ScaleRow
-    from sketchkit.bench.scale import write_synthetic
 
     env = Environment("cpu", "cpu", "2", None, 2, "float32", "tiny-random", "random", "sdpa", 0, 0, 0, "", "", False,
                       None)
