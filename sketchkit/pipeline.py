@@ -182,8 +182,8 @@ class InputWalk:
             with os.scandir(folder) as scan:
                 subfolders = [e.name for e in scan if not e.name.startswith(".") and e.is_dir(follow_symlinks=False)]
             reserved = set(subfolders)
-            if os.path.normpath(folder) == os.path.normpath(os.path.join(self._out_abs)):
-                reserved |= {e for e in os.listdir(folder)}  # outputs beside their inputs: never onto an input
+            if os.path.normpath(os.path.abspath(self._out_folder(folder))) == os.path.normpath(folder):
+                reserved |= set(os.listdir(folder))  # outputs beside their inputs: never onto another file there
             if len(self._folder_cache) > 64:
                 self._folder_cache.clear()
             found = self._folder_cache[folder] = unique_bases(names, sorted(reserved))

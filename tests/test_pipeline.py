@@ -103,6 +103,17 @@ def test_an_output_folder_inside_the_inputs_is_not_read_back(tmp_path, capsys):
     assert sorted(p.name for p in (data / "labelled").iterdir()) == ["scene.svg"]
 
 
+def test_outputs_written_beside_their_inputs_never_take_an_input_name(tmp_path, capsys):
+    data = tmp_path / "in"
+    data.mkdir()
+    shutil.copy(EXAMPLE, data / "scene.svg")
+    original = (data / "scene.svg").read_bytes()
+    code, _, err = segment(capsys, data, *TINY, "--labels", "tree,house", "--out", data, "--format", "svg,json")
+    assert code == 0, err
+    assert sorted(p.name for p in data.iterdir()) == ["scene.svg", "scene.svg.json", "scene.svg.svg"]
+    assert (data / "scene.svg").read_bytes() == original
+
+
 def test_the_input_walk_streams_and_names_relative_to_the_arguments(tmp_path):
     root = tmp_path / "set"
     for relative in ("b/x.svg", "a/y.svg", "a/y.json", "z.svg"):
