@@ -14,7 +14,7 @@ import typer
 
 from sketchkit import __version__
 
-from . import bench, convert, doctor, evaluate, labels, raster, segment, serve, train
+from . import bench, convert, doctor, evaluate, h5, labels, raster, segment, serve, train
 from ._errors import print_error
 from ._options import stderr
 
@@ -53,8 +53,7 @@ app.command("doctor")(doctor.doctor)
 app.command("import-checkpoint")(train.import_checkpoint)
 app.command("bench")(bench.bench)
 app.command("serve")(serve.serve)
-# `bench --sections serve` will call sketchkit.serve.bench.measure; until then, this entry runs it alone
-app.command("serve-bench", hidden=True)(serve.bench_serve)
+app.add_typer(h5.app, name="h5")
 
 
 def _debug() -> bool:

@@ -5,6 +5,8 @@ Examples:
     sketchkit bench --backbone tiny-random --batches 1,2 --min-sketches 3     # a quick run
     sketchkit bench --data ../shared/data/friss/test --limit 16 --batches 1,8 --json bench.json
     sketchkit bench --sections attention,encoder --no-compile
+    sketchkit bench --sections serve --backbone tiny-random --serve-repeats 10     # warm POST /segment latency
+    sketchkit bench --sections scale                   # 1 and 2 processes over 2,000 / 20,000 sketches (minutes)
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ NA = Text("n/a", style="dim")
 PIPED_WIDTH = 160  # tables are wide; when stdout is not a terminal, do not squeeze them into 80 columns
 
 
-def _batches(spec: str | None) -> tuple[int, ...] | None:
+def _batches(spec: str | None, flag: str = "--batches") -> tuple[int, ...] | None:
     from sketchkit.errors import UsageError
 
     if spec is None:
@@ -32,9 +34,9 @@ def _batches(spec: str | None) -> tuple[int, ...] | None:
     try:
         values = tuple(int(part) for part in spec.split(",") if part.strip())
     except ValueError:
-        raise UsageError(f"--batches takes a comma list of whole numbers, got {spec!r}") from None
+        raise UsageError(f"{flag} takes a comma list of whole numbers, got {spec!r}") from None
     if not values or min(values) < 1:
-        raise UsageError(f"--batches takes positive whole numbers, got {spec!r}")
+        raise UsageError(f"{flag} takes positive whole numbers, got {spec!r}")
     return values
 
 
@@ -55,7 +57,10 @@ def bench(
     pipeline_compile: Annotated[bool, typer.Option("--pipeline-compile", help="Run the pipeline section with the compiled encoder.")] = False,
     min_sketches: Annotated[int, typer.Option("--min-sketches", min=1, help="Each pipeline row repeats the inputs until it processed this many sketches.")] = 8,
     repeats: Annotated[int, typer.Option("--repeats", min=1, help="CPU timer: timed calls per figure (at least), after one warm-up call.")] = 5,
-    sections: Annotated[str, typer.Option("--sections", help="Comma list of attention, encoder, pipeline, startup.")] = "attention,encoder,pipeline,startup",
+    sections: Annotated[str, typer.Option("--sections", help="Comma list of attention, encoder, pipeline, startup, serve (warm POST /segment latency), scale (segment in 1 and 2 processes over many sketches: sketches/s, peak RSS, bytes per sketch).")] = "attention,encoder,pipeline,startup",
+    serve_repeats: Annotated[int, typer.Option("--serve-repeats", min=1, help="serve: timed requests.")] = 20,
+    scale_sketches: Annotated[str, typer.Option("--scale-sketches", help="scale: comma list of input sizes (synthetic sketches); every process count runs the first, the largest the others.")] = "2000,20000",
+    scale_processes: Annotated[str, typer.Option("--scale-processes", help="scale: comma list of process counts (torchrun, gloo on CPU).")] = "1,2",
     tune_malloc: Annotated[bool, typer.Option("--tune-malloc/--no-tune-malloc", help="Raise glibc's mmap/trim thresholds first (removes CPU page faults; see sketchkit.model.compile.tune_malloc).")] = True,
     json_out: JsonOutOpt = None,
     overwrite: OverwriteOpt = False,
@@ -78,7 +83,8 @@ def bench(
         compile_backend=compile_backend, data=tuple(data or ()), labels=tuple(parse_labels(labels)) if labels else None,
         limit=limit, pipeline_batch=batch_size, pipeline_compile=pipeline_compile, min_sketches=min_sketches,
         repeats=repeats, sections=tuple(s.strip().lower() for s in sections.split(",") if s.strip()),
-        tune_malloc=tune_malloc,
+        tune_malloc=tune_malloc, serve_repeats=serve_repeats,
+        scale_sizes=_batches(scale_sketches, "--scale-sketches"), scale_processes=_batches(scale_processes, "--scale-processes"),
     )
 
     def note(message: str) -> None:
@@ -116,7 +122,7 @@ def render(report) -> None:
     out = stdout if stdout.is_terminal else Console(width=PIPED_WIDTH)
     _print_environment(out, report.environment)
     for table in (_attention_table(report), _encoder_table(report), _pipeline_table(report), _startup_table(report),
-                  _goals_table(report)):
+                  _serve_table(report), _scale_table(report), _sizes_table(report), _goals_table(report)):
         if table is not None:
             out.print(table)
 
@@ -201,10 +207,54 @@ def _startup_table(report) -> Table | None:
     return table
 
 
+def _serve_table(report) -> Table | None:
+    if not report.serve:
+        return None
+    first = report.serve[0]
+    table = _table(f"5. warm POST /segment of {first.scene} ({first.strokes} strokes, in-process client, "
+                   f"{first.device}, {first.threads} threads): ms", ("backbone", "median", "p90", "min",
+                   "cached features", "load"), caption="random weights: speed does not depend on weight values",
+                   left=("backbone",))
+    for row in report.serve:
+        load = f"{row.load_before:.1f} -> {row.load_after:.1f}" if row.load_before is not None and \
+            row.load_after is not None else None
+        table.add_row(cell(row.backbone), _num(row.median_s * 1e3, ".1f"), _num(row.p90_s * 1e3, ".1f"),
+                      _num(row.min_s * 1e3, ".1f"), _num(row.median_cached_s * 1e3, ".1f"), cell(load or "n/a"))
+    return table
+
+
+def _scale_table(report) -> Table | None:
+    if not report.scale:
+        return None
+    table = _table("6. scale: segment over synthetic sketches (tiny-random, --out-h5, no score maps), torchrun + gloo",
+                   ("processes", "threads each", "sketches", "sketches/s", "run s", "launch s", "peak RSS MB per rank",
+                    "bytes/sketch", "note"),
+                   caption="run s: the slowest rank's stream + model + writes (+ rank 0's merge); launch s adds process "
+                           "start, imports and the model build", left=("note",))
+    for row in report.scale:
+        rss = ", ".join(f"{v:.0f}" for v in row.peak_rss_mb) or "n/a"
+        table.add_row(cell(row.processes), cell(row.threads), cell(f"{row.sketches:,}"), _num(row.sketches_per_s, ".1f"),
+                      _num(row.wall_s, ".1f"), _num(row.launch_s, ".1f"), cell(rss),
+                      _num(row.bytes_per_sketch, ",.0f"), cell(row.note))
+    return table
+
+
+def _sizes_table(report) -> Table | None:
+    if not report.output_sizes:
+        return None
+    first = report.output_sizes[0]
+    table = _table(f"6b. results file (--out-h5) per sketch by score storage, {first.sketches} {first.source} sketches",
+                   ("--scores", "bytes/sketch", "KiB/sketch", "file MB"), left=("--scores",))
+    for row in report.output_sizes:
+        table.add_row(cell(row.scores), _num(row.bytes_per_sketch, ",.0f"),
+                      _num(row.bytes_per_sketch and row.bytes_per_sketch / 1024, ".1f"), _num(row.file_bytes / 1e6, ".2f"))
+    return table
+
+
 def _goals_table(report) -> Table | None:
     if not report.goals:
         return None
-    table = _table("5. goals", ("goal", "target", "measured", "met", "note"), left=("goal", "met", "note"))
+    table = _table("7. goals", ("goal", "target", "measured", "met", "note"), left=("goal", "met", "note"))
     for goal in report.goals:
         met = NA.copy() if goal.met is None else Text("yes", style="green") if goal.met else Text("no", style="red")
         unit = f" {goal.unit}" if goal.unit and goal.unit != "x" else goal.unit

@@ -9,10 +9,16 @@ Examples:
     sketchkit eval --data fscoco-seg/ --split test --allow-pickle --model clip-surgery
     sketchkit eval --data friss/ --split test --model clip --save-predictions preds.h5
     sketchkit eval --predictions preds.h5 --plots out/          # re-score without the model
+    torchrun --nproc-per-node 8 -m sketchkit.cli eval --data fscoco-seg/ --split test --model clip-surgery
 
 Saved predictions: one model -> the given file; several -> one file per model, the model name
 before the suffix (preds.h5 -> preds.oracle.h5, preds.clip.h5). `--predictions` takes such files
 (repeat it, or give the --save-predictions name to pick up every per-model file saved under it).
+
+Under torchrun (WORLD_SIZE > 1, or --distributed) each process scores every WORLD_SIZE-th sketch; the
+confusions and per-sketch sums are added over processes, so the numbers are one process's; rank 0
+shows the progress bar, prints the tables and writes --json/--csv/--plots and the merged predictions.
+Sketches are read as they are scored, and only sums and a short worst/best list are kept per model.
 """
 
 from __future__ import annotations
@@ -112,6 +118,7 @@ def evaluate(
     per_category: Annotated[bool, typer.Option("--per-category", help="Print per-category IoU / accuracy tables with support counts.")] = False,
     save_predictions: Annotated[Optional[Path], typer.Option("--save-predictions", help="Write every prediction to this HDF5 file (several models: NAME.<model>.h5 each).")] = None,
     predictions: Annotated[Optional[list[Path]], typer.Option("--predictions", help="Re-score saved predictions (HDF5 from --save-predictions) instead of running a model; repeatable.")] = None,
+    distributed: Annotated[bool, typer.Option("--distributed", help="Run as one process of a torchrun job (needs its RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT); found by itself when WORLD_SIZE > 1.")] = False,
     allow_pickle: Annotated[bool, typer.Option("--allow-pickle", help="Allow FS-COCO .npy object arrays, which load by unpickling (runs code from the file): trusted data only.")] = False,
     overwrite: OverwriteOpt = False,
     strict: StrictOpt = False,
@@ -141,18 +148,27 @@ def evaluate(
               "batch_size": batch_size, "backbone": backbone, "weights": str(weights) if weights else None,
               "adapter": str(adapter) if adapter else None, "device": device, "compile": compile,
               "threshold": threshold, "models": names, "predictions": None}
-    with progress(disable=quiet) as bar:
-        if predictions:
+    if predictions:
+        with progress(disable=quiet) as bar:
             report = _rescore(predictions, vocabulary, eval_size, limit, config, bar)
-        else:
-            from sketchkit.inference import ModelSpec
+        _print_report(report, keys, protocol, per_category, quiet)
+        _write_outputs(report, json_out, csv_out, plots, save_predictions, overwrite)
+        return
+    from sketchkit.inference import ModelSpec
+    from sketchkit.inference.shard import join_job
 
-            spec = ModelSpec(names[0], backbone, str(weights) if weights else None, str(adapter) if adapter else None,
-                             device, compile, scoring)
+    shard = join_job(device, require=distributed)
+    try:
+        spec = ModelSpec(names[0], backbone, str(weights) if weights else None, str(adapter) if adapter else None,
+                         str(shard.device), compile, scoring)
+        with progress(disable=quiet or not shard.is_main) as bar:
             report = _run(data, split, limit, allow_pickle, strict, names, spec, vocabulary, eval_size, batch_size,
-                          threshold, save_predictions, overwrite, config, bar, quiet, PROTOCOLS[protocol])
-    _print_report(report, keys, protocol, per_category, quiet)
-    _write_outputs(report, json_out, csv_out, plots, save_predictions, overwrite)
+                          threshold, save_predictions, overwrite, config, bar, quiet, PROTOCOLS[protocol], shard)
+        if shard.is_main:
+            _print_report(report, keys, protocol, per_category, quiet)
+            _write_outputs(report, json_out, csv_out, plots, save_predictions, overwrite)
+    finally:
+        shard.close()
 
 
 METRICS = {"acc-p": "acc_p", "acc-s": "acc_s", "miou": "miou", "mean-class-acc": "mean_class_acc", "fw-iou": "fw_iou"}
@@ -204,26 +220,31 @@ def _rescore(predictions, vocabulary, eval_size, limit, config, bar):
 
 
 def _run(data, split, limit, allow_pickle, strict, names, spec, vocabulary, eval_size, batch_size, threshold,
-         save_predictions, overwrite, config, bar, quiet, protocols):
-    from sketchkit.evaluation import DEFAULT_EVAL_SIZE, dataset_fingerprint, evaluate, load_eval_sketches
+         save_predictions, overwrite, config, bar, quiet, protocols, shard):
+    from sketchkit.evaluation import DEFAULT_EVAL_SIZE, dataset_fingerprint, evaluate
+    from sketchkit.evaluation.data import iter_eval_sketches
     from sketchkit.inference import build_segmenters
 
     def skip(error) -> None:
         print_error(error, suffix=" (skipped)")
 
-    sketches, files, layout = load_eval_sketches(data, split=split, limit=limit, allow_pickle=allow_pickle,
-                                                 strict=strict, on_error=skip)
+    files, layout, sketches = iter_eval_sketches(data, split=split, limit=limit, allow_pickle=allow_pickle,
+                                                 strict=strict, on_error=skip, owns=shard.owns)
     segmenters = build_segmenters(names, spec)
     for segmenter in segmenters:
-        announce_model(segmenter, quiet)
+        announce_model(segmenter, quiet or not shard.is_main)
     config.update(save_predictions=str(save_predictions) if save_predictions else None)
-    tasks = {s.name: bar.add_task(f"eval {s.name}", total=len(sketches)) for s in segmenters}
+    if shard.distributed:
+        config.update(processes=shard.world)
+    task = bar.add_task(f"eval {', '.join(names)}", total=len(files))
+    counter = shard.counter()
+    counter.on_sync = lambda totals: bar.update(task, completed=totals["done"])
     return evaluate(sketches, segmenters, vocab=vocabulary, eval_size=eval_size or DEFAULT_EVAL_SIZE,
                     batch_size=batch_size, threshold=threshold,
                     data_info={"path": str(data), "split": split, "layout": layout,
                                "fingerprint": dataset_fingerprint(files)},
-                    on_step=lambda name, n: bar.advance(tasks[name], n), save_predictions=save_predictions,
-                    overwrite=overwrite, config=config, protocols=protocols)
+                    save_predictions=save_predictions, overwrite=overwrite, config=config, protocols=protocols,
+                    keep_scores=False, shard=shard, counter=counter)
 
 
 def _print_report(report, keys, protocol, per_category, quiet) -> None:

@@ -70,35 +70,3 @@ def serve(
     finally:
         sock.close()
 
-
-def bench_serve(
-    data: Annotated[Optional[Path], typer.Option("--data", "-d", help="A FrISS scene (file) or a folder of them; default: ../shared/data/friss/test, else the bundled examples.")] = None,
-    backbones: Annotated[str, typer.Option("--backbones", help="Comma list of backbones, each with random weights.")] = "tiny-random,ViT-B-16",
-    repeats: Annotated[int, typer.Option("--repeats", min=1, help="Timed requests per backbone.")] = 20,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the figures to this JSON file.")] = None,
-) -> None:
-    """Warm POST /segment latency through the real app with an in-process client (random weights).
-
-    Example: sketchkit serve-bench --backbones tiny-random --repeats 10
-    """
-    import json
-
-    from rich.table import Table
-
-    from sketchkit.files import atomic_write_text
-    from sketchkit.serve.bench import default_scene, measure
-
-    scene = data if data is not None and data.is_file() else default_scene(data)
-    rows = measure(scene, backbones=[b.strip() for b in backbones.split(",") if b.strip()], repeats=repeats,
-                   on_progress=lambda text: stderr.print(cell(text), highlight=False))
-    table = Table(title=f"warm POST /segment of {scene.name} (random weights, in-process client)")
-    for column in ("backbone", "strokes", "median ms", "p90 ms", "min ms", "cached ms", "goal", "load"):
-        table.add_column(column)
-    for row in rows:
-        goal = f"<= {row.goal_s * 1000:.0f}: {'met' if row.met else 'NOT met'}" if row.goal_s else "-"
-        load = f"{row.load_before:.1f}-{row.load_after:.1f}" if row.load_before is not None else "-"
-        table.add_row(cell(row.backbone), str(row.strokes), f"{row.median_s * 1000:.1f}", f"{row.p90_s * 1000:.1f}",
-                      f"{row.min_s * 1000:.1f}", f"{row.median_cached_s * 1000:.1f}", cell(goal), cell(load))
-    stdout.print(table)
-    if json_out is not None:
-        atomic_write_text(json_out, json.dumps([row.as_dict() for row in rows], indent=2) + "\n")

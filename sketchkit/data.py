@@ -6,13 +6,15 @@
         else: use(item)
 
 Folders: every file with a suffix in `SUPPORTED_SUFFIXES` (any case), recursively unless told
-otherwise, sorted by relative path so runs are deterministic. Hidden files and folders (".name")
-and dataset metadata files (`data_partitions.json`, `friss_to_qd_mappings.json`) are skipped.
+otherwise, sorted by relative path so runs are deterministic (`iter_folder_files` streams them
+from the walk: a folder of 100,000 files is never listed whole). Hidden files and folders
+(".name") and dataset metadata files (`data_partitions.json`, `friss_to_qd_mappings.json`) are
+skipped; links to folders are not followed.
 
 Splits: a folder holding `data_partitions.json` ({"train": [names], "val": [...], "test": [...]})
 lists its sketches per split. FrISS names map to `<split>/<name>.json`; a name may also carry its
 own suffix or sub-path, and is looked up under `<split>/` first, then beside the partition file.
-The order is the partition file's order.
+The order is the partition file's order. A name leading outside the dataset folder is refused.
 """
 
 from __future__ import annotations
@@ -32,19 +34,38 @@ METADATA_FILES = frozenset({PARTITIONS_FILE, "friss_to_qd_mappings.json"})
 """JSON files of dataset folders that are not sketches."""
 
 
+def iter_folder_files(folder: str | os.PathLike, recursive: bool = True, *,
+                      exclude: Iterable[str | os.PathLike] = ()) -> Iterator[Path]:
+    """Supported sketch files under `folder`, in the order of their path relative to it (compared part
+    by part), yielded as the walk finds them: memory holds one folder's listing per level, never the
+    whole tree. Symbolic links to files are yielded under their own name; links to folders are not
+    entered (no loops, and no file reached twice through another name). Sub-folders in `exclude`
+    (e.g. an output folder inside the inputs) are not entered."""
+    folder = Path(folder)
+    exclude = tuple(os.path.normpath(os.path.abspath(e)) for e in exclude)
+    try:
+        with os.scandir(folder) as scan:
+            entries = sorted(((e.name, e) for e in scan), key=lambda item: item[0])
+    except OSError as exc:
+        raise InputError(f"cannot list the folder: {exc.strerror or exc}", folder) from None
+    for name, entry in entries:
+        if name.startswith("."):
+            continue
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                if recursive and os.path.normpath(os.path.abspath(folder / name)) not in exclude:
+                    yield from iter_folder_files(folder / name, recursive, exclude=exclude)
+                continue
+            is_file = entry.is_file()  # follows a link to a file
+        except OSError:
+            continue
+        if is_file and name not in METADATA_FILES and Path(name).suffix.lower() in SUPPORTED_SUFFIXES:
+            yield folder / name
+
+
 def _folder_files(folder: Path, recursive: bool) -> list[Path]:
     """Supported sketch files under `folder`, sorted by their path relative to it."""
-    found = []
-    walker = os.walk(folder) if recursive else [(str(folder), [], os.listdir(folder))]
-    for directory, subdirs, names in walker:
-        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
-        for name in names:
-            candidate = Path(directory) / name
-            if (name.startswith(".") or name in METADATA_FILES
-                    or candidate.suffix.lower() not in SUPPORTED_SUFFIXES or not candidate.is_file()):
-                continue
-            found.append(candidate)
-    return sorted(found, key=lambda p: p.relative_to(folder).parts)
+    return list(iter_folder_files(folder, recursive))
 
 
 def load_partitions(folder: str | os.PathLike) -> dict[str, list[str]]:
@@ -67,13 +88,20 @@ def load_partitions(folder: str | os.PathLike) -> dict[str, list[str]]:
 
 
 def _resolve(folder: Path, split: str, name: str) -> Path | None:
-    """The file a partition name refers to, or None when none exists."""
+    """The file a partition name refers to, or None when none exists. A name that leads out of the
+    dataset folder (`../x`, an absolute path) is refused: a partition file only lists its own sketches."""
+    inside = os.path.normpath(os.path.abspath(folder))
     bases = (folder / split, folder)
     candidates = []
     for base in bases:
         if Path(name).suffix.lower() in SUPPORTED_SUFFIXES:
             candidates.append(base / name)
         candidates.extend(base / f"{name}{suffix}" for suffix in SUPPORTED_SUFFIXES)
+    for candidate in candidates:
+        lexical = os.path.normpath(os.path.abspath(candidate))
+        if os.path.commonpath([inside, lexical]) != inside or lexical == inside:
+            raise InputError(f"{PARTITIONS_FILE} names {name!r} (split {split!r}), which lies outside the dataset "
+                             "folder", folder)
     return next((c for c in candidates if c.is_file()), None)
 
 

@@ -183,3 +183,121 @@ def atomic_write_text(path: str | os.PathLike, text: str, *, overwrite: bool = T
     with atomic_write(path, "w", overwrite=overwrite, encoding=encoding) as f:
         f.write(text)
     return Path(path)
+
+
+# ---- output claims: which process writes an output set ------------------------------------------
+
+CLAIM_SUFFIX = ".claim"
+
+
+def claim_path(base: str | os.PathLike) -> Path:
+    """The claim file of the outputs named `base` (out/scene for out/scene.svg, out/scene.h5, ...):
+    `out/.scene.claim`, hidden, in the outputs' own folder."""
+    base = Path(base)
+    return base.parent / f".{base.name}{CLAIM_SUFFIX}"
+
+
+class OutputClaim:
+    """This process's exclusive right to write the outputs named `base` (see `claim_outputs`).
+
+    `stale`: the claim file was there before, left by a writer that died (kill -9, power loss): the
+    outputs it guards may be a partial set and must be redone. `release(complete=True)` removes the
+    claim file once the set is whole (or nothing was written over a fresh claim); `complete=False`
+    keeps it as the mark of a partial set and only lets go of the lock.
+    """
+
+    def __init__(self, path: Path, fd: int, stale: bool):
+        self.path = path
+        self.stale = stale
+        self._fd: int | None = fd
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def release(self, *, complete: bool = True) -> None:
+        if self._fd is None:
+            return
+        try:
+            if complete:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.path)  # while still locked: nobody can take this inode in between
+        finally:
+            os.close(self._fd)  # drops the lock
+            self._fd = None
+
+    def __enter__(self) -> "OutputClaim":
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        self.release(complete=kind is None or not self.stale)
+
+    def __repr__(self) -> str:
+        return f"OutputClaim({str(self.path)!r}, stale={self.stale}, held={self.held})"
+
+
+def _try_lock(fd: int) -> bool | None:
+    """True: locked; False: another live process holds it; None: this filesystem has no locks."""
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): the claim file's existence is the lock
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    except OSError:  # ENOLCK, EOPNOTSUPP: a filesystem without locks
+        return None
+
+
+def claim_outputs(base: str | os.PathLike) -> OutputClaim | None:
+    """Claim the right to write the outputs named `base` before writing any of them; None when
+    another live process holds the claim (it is writing them now: leave them alone).
+
+    The claim is a hidden file beside the outputs (`claim_path`) created exclusively and locked
+    with flock for as long as this process holds it, so a concurrent run on the same folder never
+    replaces what it did not claim. The kernel drops the lock when its holder dies, so the claim
+    file a killed writer leaves is taken over (`OutputClaim.stale` is then True). Where the
+    filesystem has no locks, only the exclusive create protects, and a stale claim file counts as
+    held until it is removed.
+    """
+    path = claim_path(base)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(100):  # a claim released while we opened it: try again
+        created = True
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            created = False
+            try:
+                fd = os.open(path, os.O_RDWR)
+            except FileNotFoundError:
+                continue
+        locked = _try_lock(fd)
+        if locked is False or (locked is None and not created):
+            os.close(fd)
+            return None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if not same:  # its holder removed it after we opened it: that claim is over
+            os.close(fd)
+            continue
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"pid {os.getpid()} on {_hostname()}\n".encode())
+        except OSError:
+            pass
+        return OutputClaim(path, fd, stale=not created)
+    raise OSError(f"could not claim {path}: its claim file keeps changing")
+
+
+def _hostname() -> str:
+    import socket
+
+    try:
+        return socket.gethostname()
+    except OSError:
+        return "?"

@@ -72,10 +72,11 @@ def _ratio(num: np.ndarray | float, den: np.ndarray | float) -> np.ndarray | flo
 
 
 def _mean_defined(values: np.ndarray) -> float:
-    """Mean over the non-NaN entries, NaN when there is none."""
+    """Mean over the non-NaN entries, NaN when there is none; the sum is exact (math.fsum), so the mean does
+    not depend on the order of the classes (one process or several give the same bits)."""
     values = np.asarray(values, dtype=np.float64)
-    defined = ~np.isnan(values)
-    return float(values[defined].mean()) if defined.any() else math.nan
+    defined = values[~np.isnan(values)]
+    return math.fsum(defined.tolist()) / len(defined) if len(defined) else math.nan
 
 
 def _pct(value: float) -> float | None:
@@ -232,6 +233,66 @@ class ConfusionMatrix:
         return sorted(rows, key=lambda r: (r["iou"] is None, -(r["iou"] or 0.0), r["name"]))
 
 
+# ------------------------------------------------------------------------------------ exact sums
+
+
+class ExactSum:
+    """A float sum kept exactly (Shewchuk's partials, as `math.fsum`): the total is the correctly rounded
+    sum whatever the order of the values, so sums made in several processes and added together give the
+    bits one process gives."""
+
+    def __init__(self, partials=()):
+        self.partials: list[float] = []
+        for value in partials:
+            self.add(value)
+
+    def add(self, value: float) -> None:
+        x = float(value)
+        kept = []
+        for y in self.partials:
+            if abs(x) < abs(y):
+                x, y = y, x
+            high = x + y
+            low = y - (high - x)
+            if low:
+                kept.append(low)
+            x = high
+        kept.append(x)
+        self.partials = kept
+
+    def __iadd__(self, other: "ExactSum") -> "ExactSum":
+        for value in other.partials:
+            self.add(value)
+        return self
+
+    @property
+    def total(self) -> float:
+        return math.fsum(self.partials)
+
+
+class MeanOfDefined:
+    """The mean of the non-NaN values added (NaN when none): an exact sum and a count, so means over
+    several processes' shares are the one-process mean."""
+
+    def __init__(self):
+        self.sum = ExactSum()
+        self.count = 0
+
+    def add(self, value: float) -> None:
+        if not math.isnan(value):
+            self.sum.add(value)
+            self.count += 1
+
+    def __iadd__(self, other: "MeanOfDefined") -> "MeanOfDefined":
+        self.sum += other.sum
+        self.count += other.count
+        return self
+
+    @property
+    def mean(self) -> float:
+        return self.sum.total / self.count if self.count else math.nan
+
+
 # ------------------------------------------------------------------------------------ per sketch
 
 
@@ -313,12 +374,17 @@ class Scores:
 
     @classmethod
     def from_scores(cls, sketch_scores: Sequence[SketchScore], matrix: ConfusionMatrix, class_names: Sequence[str]) -> "Scores":
-        per_sketch, defined = {}, {}
-        for key in PER_SKETCH_METRICS:
-            values = np.array([getattr(s, key) for s in sketch_scores], dtype=np.float64)
-            per_sketch[key] = _mean_defined(values)
-            defined[key] = int((~np.isnan(values)).sum())
-        return cls(per_sketch, matrix.dataset_metrics(), len(sketch_scores), defined, tuple(class_names), matrix)
+        means = {key: MeanOfDefined() for key in PER_SKETCH_METRICS}
+        for score in sketch_scores:
+            for key in PER_SKETCH_METRICS:
+                means[key].add(getattr(score, key))
+        return cls.from_means(means, len(sketch_scores), matrix, class_names)
+
+    @classmethod
+    def from_means(cls, means: dict[str, MeanOfDefined], sketches: int, matrix: ConfusionMatrix,
+                   class_names: Sequence[str]) -> "Scores":
+        return cls({k: means[k].mean for k in PER_SKETCH_METRICS}, matrix.dataset_metrics(), sketches,
+                   {k: means[k].count for k in PER_SKETCH_METRICS}, tuple(class_names), matrix)
 
     def to_dict(self) -> dict:
         """{"per_sketch": {...}, "dataset": {...}, "counts": {...}}: percentages 0-100 as plain
@@ -344,16 +410,21 @@ class Evaluator:
     """Scores sketch after sketch in one global class index space.
 
     `class_names` fixes the index space up front; `extend` appends names later (a growing
-    vocabulary) without moving existing indices; `to_global` maps a sketch's local labels.
-    Keeps every SketchScore (`sketch_scores`, for best / worst galleries) and the pooled
-    confusion (`confusion`).
+    vocabulary) without moving existing indices; `to_global` maps a sketch's local labels;
+    `reorder` puts the index space in another order at the end. Memory stays bounded: the pooled
+    confusion (`confusion`) and, per per-sketch metric, an exact sum and a count (`means`); every
+    SketchScore is kept in `sketch_scores` only with `keep_scores` (for `ranked`). `state()` and
+    `merge_states` add evaluators of several processes into the one-process numbers exactly.
     """
 
-    def __init__(self, class_names: Sequence[str]):
+    def __init__(self, class_names: Sequence[str], *, keep_scores: bool = True):
         self.class_names: list[str] = []
         self._index: dict[str, int] = {}
         self.confusion = ConfusionMatrix(0)
+        self.keep_scores = keep_scores
         self.sketch_scores: list[SketchScore] = []
+        self.means = {key: MeanOfDefined() for key in PER_SKETCH_METRICS}
+        self.count = 0
         duplicates = sorted(n for n, count in Counter(class_names).items() if count > 1)
         if duplicates:
             raise UsageError(f"class names must be distinct; repeated: {', '.join(map(repr, duplicates))}")
@@ -380,6 +451,26 @@ class Evaluator:
         if new:
             self.confusion.grow(len(self.class_names))
 
+    def reorder(self, names: Sequence[str]) -> np.ndarray:
+        """Make `names` the index space (every known name in it, new ones appended as in `extend`);
+        the confusion follows. Returns the (old C + 1,) lookup old index -> new index (last entry -1 -> -1)."""
+        names = list(names)
+        missing = [n for n in self.class_names if n not in names]
+        if missing or len(set(names)) != len(names):
+            raise UsageError(f"a reordering must name every class once; missing {', '.join(map(repr, missing))}")
+        lookup = np.array([names.index(n) for n in self.class_names] + [-1], dtype=np.int64)
+        size = len(names)
+        for attr in ("pixels", "strokes"):
+            old = getattr(self.confusion, attr)
+            grown = np.zeros((size, size + 1), dtype=np.int64)
+            cols = np.append(lookup[:-1], size)
+            grown[np.ix_(lookup[:-1], cols)] = old
+            setattr(self.confusion, attr, grown)
+        self.confusion.num_classes = size
+        self.class_names = names
+        self._index = {n: i for i, n in enumerate(names)}
+        return lookup
+
     def to_global(self, labels, local_names: Sequence[str], *, grow: bool = False) -> np.ndarray:
         """Local labels (int array indexing `local_names`, -1 = none) -> global indices, same shape.
 
@@ -397,18 +488,50 @@ class Evaluator:
         """Score one sketch (arguments as `score_sketch`, global indices) and pool its confusion."""
         sketch = self.confusion.update(pred_pixels, true_pixels, pred_strokes, true_strokes)
         score = SketchScore.from_confusion(sketch, name)
-        self.sketch_scores.append(score)
+        self.count += 1
+        for key in PER_SKETCH_METRICS:
+            self.means[key].add(getattr(score, key))
+        if self.keep_scores:
+            self.sketch_scores.append(score)
         return score
 
     def summary(self) -> Scores:
-        return Scores.from_scores(self.sketch_scores, self.confusion, self.class_names)
+        return Scores.from_means(self.means, self.count, self.confusion, self.class_names)
 
     def per_category(self) -> list[dict]:
         return self.confusion.per_category(self.class_names)
 
     def ranked(self, metric: str = "miou", *, best_first: bool = True) -> list[SketchScore]:
-        """Sketches where `metric` is defined, best (or worst) first; ties keep input order."""
+        """Sketches where `metric` is defined, best (or worst) first; ties keep input order (needs keep_scores)."""
         if metric not in PER_SKETCH_METRICS:
             raise UsageError(f"unknown per-sketch metric {metric!r}; choose from {', '.join(PER_SKETCH_METRICS)}")
         defined = [s for s in self.sketch_scores if not math.isnan(getattr(s, metric))]
         return sorted(defined, key=lambda s: getattr(s, metric), reverse=best_first)
+
+    def state(self) -> dict:
+        """What `merge_states` needs of this evaluator (plain, picklable)."""
+        return {"names": list(self.class_names), "pixels": self.confusion.pixels, "strokes": self.confusion.strokes,
+                "sums": {k: (list(m.sum.partials), m.count) for k, m in self.means.items()}, "count": self.count}
+
+    def merge_states(self, states: Sequence[dict], names: Sequence[str]) -> None:
+        """Become the sum of several evaluators' `state()`s (this one's included or not), in the index
+        space `names` (every name of every state in it)."""
+        size = len(names)
+        index = {n: i for i, n in enumerate(names)}
+        pixels = np.zeros((size, size + 1), dtype=np.int64)
+        strokes = np.zeros_like(pixels)
+        means = {key: MeanOfDefined() for key in PER_SKETCH_METRICS}
+        count = 0
+        for state in states:
+            rows = np.array([index[n] for n in state["names"]], dtype=np.int64)
+            cols = np.append(rows, size)
+            pixels[np.ix_(rows, cols)] += state["pixels"]
+            strokes[np.ix_(rows, cols)] += state["strokes"]
+            for key, (partials, defined) in state["sums"].items():
+                means[key].sum += ExactSum(partials)
+                means[key].count += defined
+            count += state["count"]
+        self.class_names = list(names)
+        self._index = dict(index)
+        self.confusion = ConfusionMatrix(size, pixels, strokes)
+        self.means, self.count = means, count

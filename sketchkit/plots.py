@@ -159,18 +159,12 @@ def _draw(record, labels: np.ndarray, colors: dict, size: int) -> np.ndarray:
     return rgb[top:bottom, left:right]
 
 
-def gallery_png(records: Sequence, scores: Sequence, names: Sequence[str], title: str, *,
-                count: int = GALLERY, size: int = GALLERY_SIZE) -> bytes:
-    """Worst and best `count` sketches by per-sketch mIoU (ties: input order), prediction | truth.
-
-    records[i] (`PredictionRecord`) belongs to scores[i] (`SketchScore`).
-    """
+def gallery_png(gallery, names: Sequence[str], title: str, *, size: int = GALLERY_SIZE) -> bytes:
+    """Worst and best sketches by per-sketch mIoU (`evaluation.report.Gallery`: ties in input order),
+    prediction | truth."""
     from matplotlib.patches import Patch
 
-    ranked = sorted((i for i, s in enumerate(scores) if not math.isnan(s.miou)), key=lambda i: scores[i].miou)
-    worst = ranked[:count]
-    best = [i for i in reversed(ranked) if i not in worst][:count]
-    rows = [("worst", i) for i in worst] + [("best", i) for i in best]
+    rows = gallery.rows()
     fig = _figure(7.5, max(2.0, 2.6 * len(rows)))
     if not rows:
         ax = fig.add_subplot()
@@ -179,12 +173,11 @@ def gallery_png(records: Sequence, scores: Sequence, names: Sequence[str], title
         fig.suptitle(title, fontsize=9)
         return _png(fig)
     axes = fig.subplots(len(rows), 2, squeeze=False)
-    for (kind, index), (ax_pred, ax_true) in zip(rows, axes):
-        record, score = records[index], scores[index]
+    for (kind, score, record), (ax_pred, ax_true) in zip(rows, axes):
         colors = _row_colors(record.pred_strokes, record.true_strokes)
         ax_pred.imshow(_draw(record, record.pred_strokes, colors, size))
         ax_true.imshow(_draw(record, record.true_strokes, colors, size))
-        name = Path(score.name).stem if score.name else f"sketch {index}"
+        name = Path(score.name).stem if score.name else "sketch"
         acc_s = "n/a" if math.isnan(score.acc_s) else f"{100 * score.acc_s:.1f}"
         ax_pred.set_title(f"{kind}: {name}\nprediction - mIoU {100 * score.miou:.1f}, Acc@S {acc_s}", fontsize=7)
         ax_true.set_title("ground truth", fontsize=7)
@@ -231,6 +224,21 @@ def write_plot(history: Sequence[dict], path: str | os.PathLike) -> Path:
 PLOT_KINDS = ("confusion", "iou", "gallery")
 
 
+def _gallery(model, count: int):
+    """The model's gallery with `count` rows of each kind (rebuilt from its kept scores when it holds them)."""
+    from .evaluation.report import Gallery
+
+    if count == model.gallery.count:
+        return model.gallery
+    gallery = Gallery(count)
+    if model.records and len(model.records) == len(model.evaluator.sketch_scores):
+        for order, (score, record) in enumerate(zip(model.evaluator.sketch_scores, model.records)):
+            gallery.add(order, score, record)
+    else:
+        gallery.merge([model.gallery])
+    return gallery
+
+
 def plot_paths(folder: str | os.PathLike, model_names: Sequence[str]) -> list[Path]:
     """The PNG paths `save_plots` writes for these models, in write order."""
     return [Path(folder) / f"{file_stem(name)}-{kind}.png" for name in model_names for kind in PLOT_KINDS]
@@ -261,8 +269,8 @@ def save_plots(report, folder: str | os.PathLike, *, top_n: int = TOP_N, max_bar
                                        f"{model.name}: pixel confusion ({where})", top_n=top_n),
             "iou": iou_png(evaluator.per_category(), f"{model.name}: per-category IoU (dataset confusion, {where})",
                            max_bars=max_bars),
-            "gallery": gallery_png(model.records, evaluator.sketch_scores, evaluator.class_names,
-                                   f"{model.name}: worst and best sketches by mIoU ({where})", count=gallery),
+            "gallery": gallery_png(_gallery(model, gallery), evaluator.class_names,
+                                   f"{model.name}: worst and best sketches by mIoU ({where})"),
         }
         for kind in PLOT_KINDS:
             written.append(atomic_write_bytes(folder / f"{stem}-{kind}.png", pixels[kind]))

@@ -46,9 +46,11 @@ def _format_from_path(path: Path, fmt: str | None) -> str:
 
 
 def write_result(result: SegmentResult, path: str | os.PathLike, fmt: str | None = None, *,
-                 overwrite: bool = True, palette: Palette | None = None) -> Path:
+                 overwrite: bool = True, palette: Palette | None = None, scores: str | None = None) -> Path:
     """Write one result as svg, h5, png, json or masks (`fmt`, else from the suffix: .svg .h5 .hdf5 .png
-    .json .masks, the last a folder of per-label PNGs). `palette` colours the svg and png.
+    .json .masks, the last a folder of per-label PNGs). `palette` colours the svg and png. `scores`
+    ("none", "fp16", "top1"): h5 in the compact columnar layout keeping that much of the score maps;
+    None: the per-sketch-group layout with float16 scores (docs/hdf5.md).
 
     Returns the path written. UsageError for an unknown format, for a path that is the sketch's
     own source file, and for an existing path when overwrite is False.
@@ -76,6 +78,10 @@ def write_result(result: SegmentResult, path: str | os.PathLike, fmt: str | None
         from sketchkit.render import png_bytes, render_overlay
 
         return atomic_write_bytes(path, png_bytes(render_overlay(result, palette=palette)), overwrite=overwrite)
+    if scores is not None:
+        from sketchkit.io.hdf5 import write_columnar_h5
+
+        return write_columnar_h5([result], path, scores=scores, overwrite=overwrite)
     from sketchkit.io.hdf5 import write_results_h5
 
     return write_results_h5([result], path, overwrite=overwrite)

@@ -51,7 +51,7 @@ def test_bench_prints_every_section(bench_run):
     result, _ = bench_run
     assert result.exit_code == 0, result.output
     for title in ("1. dual-path attention", "2. encoder forward_features", "3. segment pipeline", "4. cold start",
-                  "5. goals", "RANDOM WEIGHTS", "matmul ceiling", "n/a"):
+                  "7. goals", "RANDOM WEIGHTS", "matmul ceiling", "n/a"):
         assert title in result.output, title
 
 
@@ -121,7 +121,7 @@ def test_bench_json_startup_and_goals(bench_run):
     assert startup["note"] == "", startup["note"]
     assert startup["cli_import_s"] > 0 and startup["cold_segment_s"] > 0 and startup["model_build_s"] > 0
     goals = {g["name"]: g for g in report["goals"]}
-    assert len(goals) == 6
+    assert len(goals) == 10
     for name, goal in goals.items():
         if goal["note"] == "needs a CUDA GPU":
             assert goal["met"] is None
@@ -330,16 +330,20 @@ def test_goals_are_a_table_of_records_that_name_real_figures():
     from sketchkit.bench import report as report_module
     from sketchkit.bench.goals import COMPARISONS, DTYPES, GOALS, OFF_DEVICE, Figure, RatioOf
 
+    from sketchkit.serve.bench import ServeLatency
+
     rows = {"pipeline": report_module.PipelineRow, "encoder": report_module.EncoderRow,
-            "attention": report_module.AttentionRow, "startup": report_module.Startup}
-    assert len(GOALS) == 6 and len({g.name for g in GOALS}) == 6
+            "attention": report_module.AttentionRow, "startup": report_module.Startup, "serve": ServeLatency,
+            "scale": report_module.ScaleRow, "output_sizes": report_module.OutputSize}
+    assert len(GOALS) == 10 and len({g.name for g in GOALS}) == 10
     for goal in GOALS:
-        assert goal.comparison in COMPARISONS and goal.unit in ("s", "x", "")
-        assert goal.setting.device in OFF_DEVICE and goal.setting.dtype in (None, *DTYPES)
+        assert goal.comparison in COMPARISONS and goal.unit in ("s", "x", "", "B")
+        assert goal.setting.device in (None, *OFF_DEVICE) and goal.setting.dtype in (None, *DTYPES)
         figures = [goal.reads] if isinstance(goal.reads, Figure) else [goal.reads.numerator, goal.reads.denominator]
         assert isinstance(goal.reads, (Figure, RatioOf))
         for figure in figures:
-            names = {f.name for f in fields(rows[figure.section])}
+            kind = rows[figure.section]
+            names = {f.name for f in fields(kind)} | {n for n, v in vars(kind).items() if isinstance(v, property)}
             assert figure.column in names and set(figure.where) <= names and figure.pick in ("first", "max"), goal.name
 
 
@@ -361,10 +365,10 @@ def test_the_bench_pipeline_rows_and_segment_run_the_same_code(monkeypatch, tmp_
     calls, engines = [], []
     real_run_segment = pipeline.run_segment
 
-    def spy(job, segmenter, *, timings=None):
+    def spy(job, segmenter, *, timings=None, **options):  # options: the process layout and its counter
         call = SimpleNamespace(job=job, timings=timings, outcomes=[], engines_before=len(engines))
         calls.append(call)
-        for outcome in real_run_segment(job, segmenter, timings=timings):
+        for outcome in real_run_segment(job, segmenter, timings=timings, **options):
             call.outcomes.append(outcome)
             yield outcome
 
@@ -412,7 +416,7 @@ def test_render_prints_cells_and_notes_as_plain_text(capsys):
     report.goals = evaluate_goals(report)
     render(report)
     out = capsys.readouterr().out
-    for text in ("cpu [v2]", "a[red].svg", "[bold]x", "n/a", "5. goals"):
+    for text in ("cpu [v2]", "a[red].svg", "[bold]x", "n/a", "7. goals"):
         assert text in out, text
 
 
@@ -446,3 +450,60 @@ def test_a_short_last_batch_reuses_the_compiled_graph(friss_test_files):
     (want_scene, want_patches), = eager.encode(rasters[2:])
     torch.testing.assert_close(scene, want_scene, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(patches, want_patches, atol=1e-5, rtol=1e-4)
+
+
+# ---- serve and scale sections ------------------------------------------------------------------------------------
+
+
+def test_serve_and_scale_sections_through_the_cli(tmp_path):
+    """`bench --sections serve,scale` on the tiny backbone with tiny sizes: one 2-process torchrun run."""
+    app = typer.Typer()
+    app.command()(bench)
+    out = tmp_path / "bench.json"
+    args = ["--backbone", "tiny-random", "--sections", "scale,serve", "--serve-repeats", "2", "--scale-sketches", "24",
+            "--scale-processes", "2", "--limit", "3", "--json", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    for title in ("5. warm POST /segment", "6. scale", "6b. results file", "7. goals"):
+        assert title in result.output, title
+    report = json.loads(out.read_text())
+    (serve,) = report["serve"]
+    assert serve["backbone"] == "tiny-random" and serve["repeats"] == 2 and 0 < serve["median_s"] < 10
+    (row,) = report["scale"]
+    assert (row["processes"], row["sketches"], row["note"]) == (2, 24, "")
+    assert row["sketches_per_s"] > 0 and len(row["peak_rss_mb"]) == 2 and all(v > 50 for v in row["peak_rss_mb"])
+    assert 0 < row["bytes_per_sketch"] < 50_000
+    sizes = {r["scores"]: r for r in report["output_sizes"]}
+    assert set(sizes) == {"none", "top1", "fp16"} and all(r["sketches"] == 3 for r in sizes.values())
+    assert sizes["none"]["bytes_per_sketch"] < sizes["top1"]["bytes_per_sketch"] < sizes["fp16"]["bytes_per_sketch"]
+    goals = {g["name"]: g for g in report["goals"]}
+    assert goals["warm POST /segment, one scene (tiny-random)"]["measured"] == serve["median_s"]
+    assert "not run at 2,000 and 20,000" in goals["peak RSS per process, 20,000 vs 2,000 sketches (2 processes)"]["note"]
+
+
+def test_scale_goals_read_the_rows():
+    from sketchkit.bench import OutputSize, ScaleRow
+
+    env = Environment("cpu", "cpu", "2", None, 2, "float32", "tiny-random", "random", "sdpa", 0, 0, 0, "", "", False,
+                      None)
+    rows = [ScaleRow(2, 2000, 1, 10.0, 200.0, 20.0, [900.0, 880.0], 9000.0),
+            ScaleRow(2, 20000, 1, 100.0, 200.0, 110.0, [905.0, 950.0], 9000.0)]
+    report = BenchReport(env, scale=rows, output_sizes=[OutputSize("none", 10, "FrISS test", 16000.0, 160000)])
+    goals = {g.name: g for g in evaluate_goals(report)}
+    growth = goals["peak RSS per process, 20,000 vs 2,000 sketches (2 processes)"]
+    assert growth.measured == pytest.approx(950 / 900) and growth.met
+    assert goals["results file per FrISS sketch, no score maps"].met
+
+
+def test_synthetic_sketches_are_quickdraw_files(tmp_path):
+    from sketchkit.bench.scale import FILE_DRAWINGS, write_synthetic
+    from sketchkit.io import iter_drawings
+
+    folder = write_synthetic(tmp_path, FILE_DRAWINGS + 3)
+    files = sorted(folder.glob("*.ndjson"))
+    assert len(files) == 2
+    drawings = [d for f in files for d in iter_drawings(f)]
+    assert len(drawings) == FILE_DRAWINGS + 3 and drawings[0][0] == str(10**15)
+    assert all(3 <= s.num_strokes <= 8 for _, s in drawings)
+    assert write_synthetic(tmp_path / "again", 5).joinpath("part-00000.ndjson").read_text() == \
+        write_synthetic(tmp_path / "more", 5).joinpath("part-00000.ndjson").read_text(), "a fixed seed"

@@ -108,3 +108,27 @@ def test_iter_sketches_reports_and_skips(tmp_path, friss_test_files):
     np.testing.assert_array_equal(results[0][1].strokes[0], [[1, 1], [5, 5]])
     captioned = list(iter_sketches([good], caption="a line"))
     assert captioned[0][1].caption == "a line"
+
+
+def test_folders_are_walked_lazily_in_sorted_order_without_following_folder_links(tmp_path):
+    from sketchkit.data import iter_folder_files
+
+    root = _tree(tmp_path / "set")
+    (root / "linked").symlink_to(root / "a", target_is_directory=True)  # a folder link: not entered
+    (root / "alias.svg").symlink_to(root / "z.svg")  # a file link: read under its own name
+    walk = iter_folder_files(root)
+    assert next(walk) == root / "a" / "deep" / "y.json", "a generator: the first file comes before the walk ends"
+    names = [p.relative_to(root).as_posix() for p in [root / "a" / "deep" / "y.json", *walk]]
+    assert names == ["a/deep/y.json", "a/u.jpeg", "a/v.npy", "a/w.ndjson", "alias.svg", "b/x.PNG", "z.svg"]
+    assert [p.relative_to(root).as_posix() for p in iter_folder_files(root, exclude=[root / "a"])] == \
+        ["alias.svg", "b/x.PNG", "z.svg"]
+
+
+@pytest.mark.parametrize("name", ["../outside", "../../etc/passwd", "/etc/passwd", "test/../../outside"])
+def test_partition_names_may_not_leave_the_dataset_folder(tmp_path, name):
+    root = tmp_path / "ds"
+    (root / "test").mkdir(parents=True)
+    (tmp_path / "outside.json").write_text("{}")
+    (root / "data_partitions.json").write_text(json.dumps({"test": [name]}))
+    with pytest.raises(InputError, match="outside the dataset folder"):
+        find_sketches(root, split="test")

@@ -11,7 +11,11 @@ Sections (each a list of plain dataclass rows; `BenchReport.to_dict()` gives JSO
 4. memory: peak memory per encoder and pipeline row (`timing.PeakMemory`).
 5. ceiling: a large matmul in the run's dtype, measured in the same run (`timing.matmul_ceiling`).
 6. startup (`startup.py`): a cold `segment` in a fresh process, the CLI's import time, the backbone's build time.
-7. goals (`goals.py`): the speed issue's targets, a table of records judged by one function.
+7. serve (`sketchkit.serve.bench.measure`): warm POST /segment latency through the real app, in-process client.
+8. scale (`scale.py`): `segment` over 2,000 and 20,000 synthetic sketches in 1 and 2 processes (torchrun, gloo):
+   sketches/s, each process's peak RSS, and the results file's bytes per sketch for each score storage.
+9. goals (`goals.py`): the speed issue's targets, a table of records judged by one function.
+Sections 1-4 run by default; serve and scale when named (`--sections serve,scale`).
 
 `report.py` holds the options and result dataclasses, `timing.py` the timers, `run.py` the driver.
 Timing: triton.testing.do_bench (median) on CUDA; on CPU `cpu_time` (warm-up, then at least `repeats` calls,
@@ -22,10 +26,10 @@ no download is needed to measure it.
 
 from .encoder import VIT_B16_GFLOP, encoder_flops, with_impl
 from .goals import GOALS, GoalSpec, evaluate_goals
-from .report import (SECTIONS, AttentionRow, BenchOptions, BenchReport, Ceiling, EncoderRow, Environment, Goal,
-                     PipelineRow, Startup, write_json)
+from .report import (DEFAULT_SECTIONS, SECTIONS, AttentionRow, BenchOptions, BenchReport, Ceiling, EncoderRow,
+                     Environment, Goal, OutputSize, PipelineRow, ScaleRow, Startup, write_json)
 from .run import run_bench
 
-__all__ = ["GOALS", "SECTIONS", "VIT_B16_GFLOP", "AttentionRow", "BenchOptions", "BenchReport", "Ceiling",
+__all__ = ["DEFAULT_SECTIONS", "GOALS", "OutputSize", "ScaleRow", "SECTIONS", "VIT_B16_GFLOP", "AttentionRow", "BenchOptions", "BenchReport", "Ceiling",
            "EncoderRow", "Environment", "Goal", "GoalSpec", "PipelineRow", "Startup", "encoder_flops",
            "evaluate_goals", "run_bench", "with_impl", "write_json"]

@@ -104,6 +104,19 @@ GOALS = (
     GoalSpec("compiled + triton vs eager, batch 64", ">=", 1.5, "x", Setting(device="cuda", backbone=DEFAULT_BACKBONE),
              RatioOf(Figure("encoder", "seconds", where={"variant": "eager", "impl": "sdpa", "batch": 64}),
                      Figure("encoder", "seconds", where={"variant": "compiled", "impl": "triton", "batch": 64}))),
+    # issue 15: a warm POST /segment of a FrISS scene on 2 CPU cores
+    GoalSpec("warm POST /segment, one scene (tiny-random)", "<=", 0.050, "s", Setting(device="cpu", backbone="tiny-random"),
+             Figure("serve", "median_s", where={"backbone": "tiny-random"}, missing="serve section not run")),
+    GoalSpec("warm POST /segment, one scene (ViT-B-16)", "<=", 0.300, "s", Setting(device="cpu", backbone="ViT-B-16"),
+             Figure("serve", "median_s", where={"backbone": "ViT-B-16"}, missing="serve section not run")),
+    # issue 16: compact results and memory that does not grow with the input
+    GoalSpec("results file per FrISS sketch, no score maps", "<=", 20 * 1024, "B", Setting(),
+             Figure("output_sizes", "bytes_per_sketch", where={"scores": "none", "source": "FrISS test"},
+                    missing="scale section not run on FrISS")),
+    GoalSpec("peak RSS per process, 20,000 vs 2,000 sketches (2 processes)", "<=", 1.10, "x", Setting(),
+             RatioOf(Figure("scale", "peak_rss_max_mb", where={"processes": 2, "sketches": 20000}),
+                     Figure("scale", "peak_rss_max_mb", where={"processes": 2, "sketches": 2000}),
+                     missing="scale section not run at 2,000 and 20,000 sketches with 2 processes")),
 )
 
 

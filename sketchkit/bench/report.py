@@ -12,7 +12,9 @@ from pathlib import Path
 
 from ..model import DEFAULT_BACKBONE
 
-SECTIONS = ("attention", "encoder", "pipeline", "startup")
+SECTIONS = ("attention", "encoder", "pipeline", "startup", "serve", "scale")
+DEFAULT_SECTIONS = ("attention", "encoder", "pipeline", "startup")
+"""What `sketchkit bench` runs when no section is named: serve and scale are asked for by name (scale takes minutes)."""
 
 
 @dataclass
@@ -35,8 +37,11 @@ class BenchOptions:
     pipeline_compile: bool = False  # run the pipeline with the compiled encoder
     min_sketches: int = 8  # each pipeline row repeats passes over the inputs until it processed this many
     repeats: int = 5  # CPU timer: at least this many timed calls after one warm-up call
-    sections: tuple[str, ...] = SECTIONS
+    sections: tuple[str, ...] = DEFAULT_SECTIONS
     tune_malloc: bool = True  # sketchkit.model.compile.tune_malloc before measuring (CPU page faults)
+    serve_repeats: int = 20  # serve: timed POST /segment requests
+    scale_sizes: tuple[int, ...] = (2000, 20000)  # scale: synthetic sketches per run (every process count at the first)
+    scale_processes: tuple[int, ...] = (1, 2)  # scale: torchrun processes (gloo on CPU)
 
 
 @dataclass
@@ -127,6 +132,32 @@ class Startup:
 
 
 @dataclass
+class ScaleRow:
+    processes: int
+    sketches: int  # synthetic drawings in the run's input
+    threads: int  # torch threads per process (the machine's cores / processes)
+    wall_s: float | None  # the slowest process's run_segment: stream, model, writes, and rank 0's merge
+    sketches_per_s: float | None
+    launch_s: float | None  # torchrun start to exit: process start, imports and model build included
+    peak_rss_mb: list[float]  # per rank, getrusage high-water mark
+    bytes_per_sketch: float | None  # the run's --out-h5 file (scores none) / sketches
+    note: str = ""
+
+    @property
+    def peak_rss_max_mb(self) -> float | None:
+        return max(self.peak_rss_mb) if self.peak_rss_mb else None
+
+
+@dataclass
+class OutputSize:
+    scores: str  # none | top1 | fp16
+    sketches: int
+    source: str  # what was segmented: "FrISS test" | "synthetic"
+    bytes_per_sketch: float | None
+    file_bytes: int
+
+
+@dataclass
 class Goal:
     """One target of the speed issue against this run (see goals.GOALS)."""
 
@@ -147,6 +178,9 @@ class BenchReport:
     pipeline: list[PipelineRow] = field(default_factory=list)
     pipeline_inputs: list[str] = field(default_factory=list)
     startup: Startup | None = None
+    serve: list = field(default_factory=list)  # sketchkit.serve.bench.ServeLatency rows
+    scale: list[ScaleRow] = field(default_factory=list)
+    output_sizes: list[OutputSize] = field(default_factory=list)
     goals: list[Goal] = field(default_factory=list)
 
     def to_dict(self) -> dict:

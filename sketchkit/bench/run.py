@@ -59,9 +59,13 @@ def check_options(options: BenchOptions) -> None:
         raise UsageError(f"unknown bench section(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(SECTIONS)}")
     if options.batches is not None and (not options.batches or min(options.batches) < 1):
         raise UsageError(f"batch sizes must be positive integers, got {options.batches}")
-    for name in ("pipeline_batch", "min_sketches", "repeats"):
+    for name in ("pipeline_batch", "min_sketches", "repeats", "serve_repeats"):
         if getattr(options, name) < 1:
             raise UsageError(f"{name.replace('_', ' ')} must be at least 1, got {getattr(options, name)}")
+    for name in ("scale_sizes", "scale_processes"):
+        values = getattr(options, name)
+        if not values or min(values) < 1:
+            raise UsageError(f"{name.replace('_', ' ')} must be positive whole numbers, got {values}")
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
@@ -184,6 +188,39 @@ def run_startup(run: BenchRun, report: BenchReport) -> None:
                                    weights=options.weights, backbone=options.backbone)
 
 
+def run_serve(run: BenchRun, report: BenchReport) -> None:
+    from ..serve.bench import default_scene, measure
+
+    options = run.options
+    scene = default_scene(options.data[0] if options.data else None)
+    report.serve = measure(scene, backbones=[options.backbone], repeats=options.serve_repeats, device=options.device,
+                           on_progress=run.progress, encoders={options.backbone: run.encoder})
+
+
+def run_scale(run: BenchRun, report: BenchReport) -> None:
+    from .pipeline import find_inputs
+    from .scale import bench_output_sizes, bench_scale, write_synthetic
+
+    options = run.options
+    report.scale = bench_scale(options.scale_sizes, options.scale_processes, on_progress=run.progress)
+    run.progress("scale: bytes per sketch of the results file")
+    friss = SHARED_FRISS_TEST if not options.data else None
+    if friss is not None and friss.is_dir():
+        files, source = find_inputs([friss], options.limit or 100), "FrISS test"
+        report.output_sizes = bench_output_sizes(files, source)
+    else:
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="sketchkit-bytes-") as tmp:
+            files = find_inputs(list(options.data), options.limit) if options.data else \
+                sorted(write_synthetic(Path(tmp), options.limit or 100).glob("*.ndjson"))
+            report.output_sizes = bench_output_sizes(files, "given inputs" if options.data else "synthetic")
+
+
+SHARED_FRISS_TEST = Path(__file__).resolve().parents[3] / "shared" / "data" / "friss" / "test"
+"""FrISS test scenes beside the repository (../shared/data): the sketches the output-size target is stated for."""
+
 SECTION_RUNNERS: dict[str, Callable[[BenchRun, BenchReport], None]] = {
     "attention": run_attention, "encoder": run_encoder, "pipeline": run_pipeline, "startup": run_startup,
+    "serve": run_serve, "scale": run_scale,
 }

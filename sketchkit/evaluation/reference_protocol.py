@@ -81,3 +81,8 @@ def summarise(scores: Sequence[SketchScore]) -> dict[str, float | None]:
         values = values[~np.isnan(values)]
         out[key] = float(values.mean() * 100) if len(values) else None
     return out
+
+
+def summarise_means(means: dict) -> dict[str, float | None]:
+    """`summarise` from running sums (`metrics.MeanOfDefined` per metric), in percent."""
+    return {key: (means[key].mean * 100 if means[key].count else None) for key in ("acc_p", "acc_s", "miou")}

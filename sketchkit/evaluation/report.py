@@ -39,8 +39,52 @@ class PredictionRecord:
 
 
 @dataclass
+class Gallery:
+    """The worst and best `count` sketches by per-sketch mIoU, with what the gallery draws of them: a bounded
+    share of the scores, whatever the number of sketches. Ties: the worst in input order, the best in
+    reverse input order (as sorting every score would give). `order` is the sketch's place in the input."""
+
+    count: int = 4
+    worst: list = field(default_factory=list)  # (miou, order, SketchScore, PredictionRecord), ascending
+    best: list = field(default_factory=list)  # the 2 * count highest, descending
+
+    def add(self, order: int, score, record) -> None:
+        if math.isnan(score.miou) or self.count <= 0:
+            return
+        entry = (score.miou, order, score, record)
+        self.worst = sorted(self.worst + [entry], key=lambda e: (e[0], e[1]))[:self.count]
+        self.best = sorted(self.best + [entry], key=lambda e: (e[0], e[1]), reverse=True)[:2 * self.count]
+
+    def merge(self, others) -> None:
+        for other in others:
+            for entry in other.worst + other.best:
+                if all(entry[1] != mine[1] for mine in self.worst + self.best):
+                    self.add(entry[1], entry[2], entry[3])
+
+    def remap(self, lookup: np.ndarray) -> None:
+        """Class indices of the records after the evaluator's index space was reordered (`Evaluator.reorder`)."""
+        def moved(entry):
+            record = entry[3]
+            return (*entry[:3], PredictionRecord(record.sketch, record.transform, lookup[record.pred_strokes],
+                                                 lookup[record.true_strokes]))
+
+        self.worst = [moved(e) for e in self.worst]
+        self.best = [moved(e) for e in self.best]
+
+    def rows(self) -> list[tuple[str, object, object]]:
+        """("worst" | "best", SketchScore, PredictionRecord): the worst first, then the best not among them."""
+        worst = self.worst[:self.count]
+        taken = {e[1] for e in worst}
+        best = [e for e in self.best if e[1] not in taken][:self.count]
+        return [("worst", e[2], e[3]) for e in worst] + [("best", e[2], e[3]) for e in best]
+
+
+@dataclass
 class ModelResult:
-    """One model's scores. `records[i]` belongs to `evaluator.sketch_scores[i]`."""
+    """One model's scores. With `keep_scores` (evaluate's default) every SketchScore is in
+    `evaluator.sketch_scores`, `records[i]` belongs to it and `reference` holds the reference protocol's
+    per-sketch scores; otherwise only the sums (`evaluator.means`, `reference_means`) and the `gallery`
+    are kept, so memory does not grow with the number of sketches."""
 
     name: str
     description: str
@@ -52,6 +96,9 @@ class ModelResult:
     scoring: str = "paper"
     reference: list = field(default_factory=list)  # SketchScore per sketch under the reference protocol
     records: list[PredictionRecord] = field(default_factory=list)
+    gallery: Gallery = field(default_factory=Gallery)
+    reference_means: dict | None = None  # metric -> MeanOfDefined when the reference protocol ran
+    orders: list[int] = field(default_factory=list)  # input position of each kept per-sketch score
 
 
 @dataclass
@@ -68,20 +115,23 @@ class EvalReport:
         "dataset", ["reference"], "counts", "model", "weights", "resolution", "scoring", "threshold", "sketches",
         "excluded_strokes", "excluded_classes", "per_category"}}}; metrics in percent, None where undefined;
         "reference" only when that protocol ran."""
-        from .reference_protocol import summarise
+        from .reference_protocol import summarise, summarise_means
 
         results = {}
         for m in self.models:
             scores = m.evaluator.summary().to_dict()
+            reference = summarise_means(m.reference_means) if m.reference_means is not None and \
+                m.reference_means["miou"].count + m.reference_means["acc_s"].count + m.reference_means["acc_p"].count \
+                else summarise(m.reference) if m.reference else None
             results[m.name] = {
                 **scores,
-                **({"reference": summarise(m.reference)} if m.reference else {}),
+                **({"reference": reference} if reference is not None else {}),
                 "model": m.description,
                 "weights": m.weights,
                 "resolution": {"pixels": self.eval_size, "strokes": self.stroke_resolution.get(m.name, DEFAULT_SIZE)},
                 "scoring": m.scoring,
                 "threshold": self.data.get("threshold"),
-                "sketches": len(m.evaluator.sketch_scores),
+                "sketches": m.evaluator.count,
                 "excluded_strokes": m.excluded_strokes,
                 "excluded_classes": dict(sorted(m.excluded_classes.items(), key=lambda kv: (-kv[1], kv[0]))),
                 "per_category": m.evaluator.per_category(),

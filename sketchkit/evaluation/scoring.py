@@ -52,19 +52,24 @@ def eval_pixel_labels(result: SegmentResult, ids: np.ndarray, *, segmenter=None,
 
 def add_scored(result: ModelResult, sketch: Sketch, labels: Sequence[str], stroke_labels: np.ndarray,
                pixel_labels: np.ndarray, ids: np.ndarray, transform: Transform, vocab: Vocabulary,
-               global_names: list[str], name: str) -> None:
+               global_names: list[str], name: str, order: int | None = None) -> None:
     """Score one prediction given in its own label space (local indices, -1 = none) into `result`.
-    A predicted name outside `global_names` ("background" after a threshold) counts as no prediction."""
+    A predicted name outside `global_names` ("background" after a threshold) counts as no prediction.
+    `order`: the sketch's place in the input (the gallery's tie-break; default: sketches scored so far)."""
     index = {n: i for i, n in enumerate(global_names)}
     lookup = np.array([index.get(n, -1) for n in labels] + [-1], dtype=np.int64)
     true_strokes = vocab.stroke_classes(sketch, global_names)
     pred_strokes = lookup[np.asarray(stroke_labels, dtype=np.int64)]
     ink = ids >= 0
-    result.evaluator.add(lookup[pixel_labels[ink]], true_strokes[ids[ink]], pred_strokes, true_strokes, name=name)
+    order = result.evaluator.count if order is None else order
+    score = result.evaluator.add(lookup[pixel_labels[ink]], true_strokes[ids[ink]], pred_strokes, true_strokes, name=name)
     excluded = vocab.excluded(sketch)
     result.excluded_classes.update(excluded)
     result.excluded_strokes += sum(excluded.values())
-    result.records.append(PredictionRecord(sketch, transform, pred_strokes, true_strokes))
+    record = PredictionRecord(sketch, transform, pred_strokes, true_strokes)
+    result.gallery.add(order, score, record)
+    if result.evaluator.keep_scores:
+        result.records.append(record)
 
 
 def split_scorable(sketches: Sequence[Sketch], vocab: Vocabulary) -> tuple[list[Sketch], list[str]]:

@@ -9,12 +9,18 @@ CSV (`csv_per="stroke"`): file, stroke, label, confidence, top (labels by vote, 
 num_points, gt_label, instance, source_id, model, scoring, threshold. `csv_per="sketch"`: file,
 strokes, labelled, labels ("name (count)", ";"-joined), model, scoring, threshold.
 COCO: {"images", "annotations", "categories"} as `sketchkit.io.masks.coco_annotations` makes them.
+
+Several processes (`segment` under torchrun): each writes its share to a part file
+(`RunSummary(..., part=rank)`: `.<csv or coco name>.parts/r<rank>.jsonl` beside the outputs, one line per
+sketch with its place in the run), and rank 0 joins the parts in run order (`merge_summary_parts`) into
+the files one process writes: the same rows, image, annotation and category numbers.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import heapq
 import json
 import os
 from pathlib import Path
@@ -33,17 +39,26 @@ SKETCH_COLUMNS = ("file", "strokes", "labelled", "labels", "model", "scoring", "
 
 
 class RunSummary:
-    """Collects the run-level outputs; a context manager that publishes them atomically on success."""
+    """Collects the run-level outputs; a context manager that publishes them atomically on success.
+    `part` (a rank): write this process's share to a part file instead (see the module docstring)."""
 
     def __init__(self, *, csv_path: str | os.PathLike | None = None, coco_path: str | os.PathLike | None = None,
-                 csv_per: str = "stroke", overwrite: bool = True):
+                 csv_per: str = "stroke", overwrite: bool = True, part: int | None = None):
         if csv_per not in CSV_PER:
             raise UsageError(f"the CSV summary is per stroke or per sketch, not {csv_per!r}")
         self.csv_per = csv_per
         self._stack = contextlib.ExitStack()
-        self._csv = self._coco_parts = None
+        self._csv = self._coco_parts = self._part = None
         self._categories: dict[str, int] = {}
         self._images = self._annotations = 0
+        self._want_csv, self._want_coco = csv_path is not None, coco_path is not None
+        if part is not None:
+            if self._want_csv or self._want_coco:
+                folder = summary_parts(csv_path if csv_path is not None else coco_path)
+                folder.mkdir(parents=True, exist_ok=True)
+                tmp = self._stack.enter_context(atomic_path(folder / f"r{part:05d}.jsonl", overwrite=True))
+                self._part = self._stack.enter_context(open(tmp, "w", encoding="utf-8"))
+            return
         if csv_path is not None:
             tmp = self._stack.enter_context(atomic_path(csv_path, overwrite=overwrite))
             handle = self._stack.enter_context(open(tmp, "w", encoding="utf-8", newline=""))
@@ -63,15 +78,38 @@ class RunSummary:
             self._assemble_coco()
         return self._stack.__exit__(kind, value, traceback)
 
-    def add(self, result: SegmentResult) -> None:
-        if self._csv is not None:
-            self._csv.writerows(stroke_rows(result) if self.csv_per == "stroke" else [sketch_row(result)])
-        if self._coco_parts is not None:
+    def add(self, result: SegmentResult, order: tuple[int, int] = (0, 0)) -> None:
+        """One sketch's rows and COCO record; `order`: its place in the run (what the parts are joined by)."""
+        rows = None
+        if self._want_csv:
+            rows = stroke_rows(result) if self.csv_per == "stroke" else [sketch_row(result)]
+        record = None
+        if self._want_coco:
             from sketchkit.io.masks import coco_annotations
 
+            local: dict[str, int] = {}
+            record = coco_annotations(result, 0, local)
+            names = {i: n for n, i in local.items()}
+            for annotation in record["annotations"]:  # categories by name until the run numbers them
+                annotation["category_id"] = names[annotation["category_id"]]
+        if self._part is not None:
+            self._part.write(json.dumps({"order": list(order), "csv": rows, "coco": record}) + "\n")
+        else:
+            self._add(rows, record)
+
+    def _add(self, rows: list | None, record: dict | None) -> None:
+        if self._csv is not None and rows is not None:
+            self._csv.writerows(rows)
+        if self._coco_parts is not None and record is not None:
             self._images += 1
-            record = coco_annotations(result, self._images, self._categories, first_id=self._annotations + 1)
-            self._annotations += len(record["annotations"])
+            record["image"]["id"] = self._images
+            if record["image"]["file_name"] == "sketch-0":
+                record["image"]["file_name"] = f"sketch-{self._images}"
+            for annotation in record["annotations"]:
+                self._annotations += 1
+                annotation.update(id=self._annotations, image_id=self._images,
+                                  category_id=self._categories.setdefault(annotation["category_id"],
+                                                                          len(self._categories) + 1))
             images, annotations = self._coco_parts
             images.write(json.dumps(record["image"]) + "\n")
             annotations.writelines(json.dumps(a) + "\n" for a in record["annotations"])
@@ -87,6 +125,33 @@ class RunSummary:
                 out.write(",".join(line.rstrip("\n") for line in part))
                 out.write("]")
             out.write("}\n")
+
+
+def summary_parts(path: str | os.PathLike) -> Path:
+    """The folder the processes of one run write their summary parts to: hidden, beside the outputs."""
+    path = Path(path)
+    return path.parent / f".{path.name}.parts"
+
+
+def merge_summary_parts(folder: str | os.PathLike, *, csv_path=None, coco_path=None, csv_per: str = "stroke",
+                        overwrite: bool = True) -> None:
+    """Join the part files in `folder` (each in run order) into the run's csv and COCO files, in run order, and
+    remove them. Memory holds one line per part."""
+    import shutil
+
+    folder = Path(folder)
+    parts = sorted(folder.glob("r*.jsonl"))
+    handles = [open(p, encoding="utf-8") for p in parts]
+    try:
+        streams = [((tuple(item["order"]), index, item) for item in map(json.loads, handle))
+                   for index, handle in enumerate(handles)]
+        with RunSummary(csv_path=csv_path, coco_path=coco_path, csv_per=csv_per, overwrite=overwrite) as summary:
+            for _, _, item in heapq.merge(*streams, key=lambda entry: (entry[0], entry[1])):
+                summary._add(item["csv"], item["coco"])
+    finally:
+        for handle in handles:
+            handle.close()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -85,9 +85,10 @@ def _percentile(values: Sequence[float], q: float) -> float:
 
 
 def measure(scene: str | os.PathLike, *, backbones: Sequence[str] = ("tiny-random", DEFAULT_BACKBONE), repeats: int = 20,
-            warmup: int = 3, device: str = "auto", on_progress: Callable[[str], None] | None = None
-            ) -> list[ServeLatency]:
-    """One row per backbone (random weights): warm /segment latency of `scene` (see the module docstring)."""
+            warmup: int = 3, device: str = "auto", on_progress: Callable[[str], None] | None = None,
+            encoders: dict | None = None) -> list[ServeLatency]:
+    """One row per backbone (random weights): warm /segment latency of `scene` (see the module docstring).
+    `encoders`: backbone -> an encoder already built (`sketchkit bench` passes its own), else built here."""
     import torch
 
     from ..inference import LabelPolicy, resolve_device, segmenter_on
@@ -104,9 +105,11 @@ def measure(scene: str | os.PathLike, *, backbones: Sequence[str] = ("tiny-rando
     torch_device = resolve_device(device)
     rows = []
     for backbone in backbones:
-        if on_progress:
-            on_progress(f"serve: building {backbone} (random weights)")
-        encoder = create_encoder(backbone, device=torch_device, random_init=True)
+        encoder = (encoders or {}).get(backbone)
+        if encoder is None:
+            if on_progress:
+                on_progress(f"serve: building {backbone} (random weights)")
+            encoder = create_encoder(backbone, device=torch_device, random_init=True)
         segmenter = segmenter_on("clip-surgery", encoder, torch_device)
         timings: dict[int, list[float]] = {}
         load_before = _load()
