@@ -33,7 +33,7 @@ def find_prediction_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
         for sibling in siblings:
             try:
                 attrs = file_attrs(sibling)
-            except OSError:
+            except InputError:  # not a (safe) results file: not one of the per-model files
                 continue
             if "eval_model" in attrs and sibling.name == f"{stem}.{decode_text(attrs['eval_model'])}{suffix}":
                 found.append((int(attrs.get("eval_model_index", 0)), sibling))
@@ -95,7 +95,7 @@ def _load(path: Path, limit: int | None) -> tuple:
         raise InputError("the results file holds no sketches", path)
     if all(s.gt_labels is None for s in stored):
         raise InputError("the results file has no ground-truth labels (gt_labels) to score against", path)
-    return path, stored, attrs, stored_eval_maps(path, len(stored))
+    return path, stored, attrs, stored_eval_maps(path, stored)
 
 
 def _recorded_vocabulary(loaded: list) -> Vocabulary:

@@ -20,6 +20,8 @@ import numpy as np
 import sketchkit
 from sketchkit.errors import InputError, UsageError
 from sketchkit.files import atomic_path, check_output_path
+from sketchkit.io.h5check import (MAX_H5_READ_BYTES, check_eval_maps, check_map_size, check_stored, open_h5, read_array,
+                                  read_floats_attr, read_rows)
 from sketchkit.results import check_result, result_sources, source_name
 from sketchkit.types import Raster, SegmentResult, Sketch, StrokeVotes, Transform
 
@@ -195,85 +197,88 @@ def read_results_h5(path: str | os.PathLike) -> list[StoredResult]:
     Raises InputError when the file is missing, not HDF5, not a sketchkit results file, of a newer
     format version, or lacks a dataset the schema requires.
     """
-    import h5py
-
     path = Path(path)
-    if not path.is_file():
-        raise InputError("no such results file", path)
-    try:
-        h5 = h5py.File(path, "r")
-    except OSError as exc:
-        raise InputError(f"not an HDF5 file ({exc.__class__.__name__})", path) from None
-    with h5:
-        if decode_text(h5.attrs.get("format", "")) != H5_FORMAT:
-            raise InputError(f"not a sketchkit results file (file attribute format != {H5_FORMAT!r})", path)
-        version = int(h5.attrs.get("format_version", 0))
-        if version > COLUMNAR_VERSION:
-            raise InputError(f"results format version {version} is newer than this sketchkit reads "
-                             f"({COLUMNAR_VERSION}); upgrade sketchkit", path)
+    with open_h5(path) as h5:
+        version = _check_format(h5, path)
         if version >= COLUMNAR_VERSION:  # format 3: columns, not a group per sketch
             return list(iter_columnar(h5, path))
-        if "sketches" not in h5:
+        groups = h5["sketches"] if "sketches" in h5 else None
+        if groups is None:
             raise InputError("not a sketchkit results file (no /sketches group)", path)
-        groups = h5["sketches"]
-        try:
-            names = sorted(groups, key=int)
-        except ValueError:
-            raise InputError("malformed results file: /sketches holds a non-numeric group name", path) from None
+        names = _group_names(groups, path)
         return [_read_h5_sketch(groups[name], path) for name in names]
 
 
+def _check_format(h5, path: Path) -> int:
+    """The format version of an open results file; InputError when it is not one this sketchkit reads."""
+    if decode_text(h5.attrs.get("format", "")) != H5_FORMAT:
+        raise InputError(f"not a sketchkit results file (file attribute format != {H5_FORMAT!r})", path)
+    try:
+        version = int(h5.attrs.get("format_version", 0))
+    except (TypeError, ValueError):
+        raise InputError("the format_version attribute is not a number", path) from None
+    if version > COLUMNAR_VERSION:
+        raise InputError(f"results format version {version} is newer than this sketchkit reads "
+                         f"({COLUMNAR_VERSION}); upgrade sketchkit", path)
+    return version
+
+
+def _group_names(groups, path: Path) -> list[str]:
+    try:
+        return sorted(groups, key=int)
+    except ValueError:
+        raise InputError("malformed results file: /sketches holds a non-numeric group name", path) from None
+
+
 def _read_h5_sketch(group, path: Path) -> StoredResult:
+    """One format 2 sketch group, read through the checks of io/h5check.py."""
     where = group.name
 
-    def need(name: str) -> np.ndarray:
-        if name not in group:
-            raise InputError(f"malformed results file: {where}/{name} is missing", path)
-        return group[name][()]
+    def need(name: str, kind: str = "number", ndim: int | None = None) -> np.ndarray:
+        return read_array(group, name, path, kind=kind, ndim=ndim)
 
-    def need_attr(name: str):
-        if name not in group.attrs:
-            raise InputError(f"malformed results file: attribute {name!r} of {where} is missing", path)
-        return group.attrs[name]
+    def optional(name: str, kind: str = "number") -> np.ndarray | None:
+        return need(name, kind, 1) if name in group else None
 
-    def optional(name: str):
-        return group[name][()] if name in group else None
-
-    offsets = need("stroke_offsets").astype(np.int64)
-    points = need("points").astype(np.float64)
-    if offsets.ndim != 1 or len(offsets) == 0 or offsets[0] != 0 or offsets[-1] != len(points) \
-            or np.any(np.diff(offsets) < 1) or points.ndim != 2 or points.shape[1] != 2:
+    offsets = need("stroke_offsets", "int", 1).astype(np.int64)
+    points = need("points", ndim=2).astype(np.float64)
+    if len(offsets) == 0 or offsets[0] != 0 or offsets[-1] != len(points) \
+            or np.any(np.diff(offsets) < 1) or points.shape[1] != 2:
         raise InputError(f"malformed results file: {where} stroke_offsets do not split points", path)
     strokes = tuple(np.split(points, offsets[1:-1]))
     widths = optional("stroke_widths")
-    gt = optional("gt_labels")
+    gt = optional("gt_labels", "text")
     instances = optional("instance_ids")
-    canvas = np.asarray(need_attr("canvas"), dtype=np.float64)
-    scale, offset_x, offset_y, size = np.asarray(need_attr("transform"), dtype=np.float64)
+    canvas = read_floats_attr(group, "canvas", 2, path)
+    scale, offset_x, offset_y, size = read_floats_attr(group, "transform", 4, path)
+    check_map_size(size, path, f"{where} transform")  # before the maps are read
     caption = group.attrs.get("caption")
     source = group.attrs.get("source")
-    return StoredResult(
+    threshold = read_floats_attr(group, "threshold", 1, path)[0] if "threshold" in group.attrs else None
+    stored = StoredResult(
         name=decode_text(group.attrs.get("name", where.rsplit("/", 1)[-1])),
         source=None if source is None else decode_text(source),
         caption=None if caption is None else decode_text(caption),
         model=decode_text(group.attrs.get("model", "")),
         canvas=(float(canvas[0]), float(canvas[1])),
         transform=Transform(float(scale), float(offset_x), float(offset_y), int(size)),
-        labels=tuple(decode_text(n) for n in need("labels")),
+        labels=tuple(decode_text(n) for n in need("labels", "text", 1)),
         strokes=strokes,
         stroke_widths=None if widths is None else widths.astype(np.float64),
         gt_labels=None if gt is None else tuple(decode_text(n) or None for n in gt),
         instance_ids=None if instances is None else instances.astype(np.int64),
-        stroke_labels=need("stroke_labels").astype(np.int32),
-        stroke_confidence=need("stroke_confidence").astype(np.float32),
-        stroke_top=(need("stroke_top") if "stroke_top" in group else need("stroke_top3")).astype(np.int32),
-        scores=need("scores").astype(np.float32),
-        pixel_labels=need("pixel_labels").astype(np.int32),
-        stroke_ids=need("stroke_ids").astype(np.int32),
-        raster=need("raster").astype(np.uint8),
+        stroke_labels=need("stroke_labels", "int", 1).astype(np.int32),
+        stroke_confidence=need("stroke_confidence", ndim=1).astype(np.float32),
+        stroke_top=need("stroke_top" if "stroke_top" in group else "stroke_top3", "int", 2).astype(np.int32),
+        scores=need("scores", ndim=3).astype(np.float32),
+        pixel_labels=need("pixel_labels", "int", 2).astype(np.int32),
+        stroke_ids=need("stroke_ids", "int", 2).astype(np.int32),
+        raster=need("raster", "int", 2).astype(np.uint8),
         scoring=decode_text(group.attrs.get("scoring", "paper")),
-        threshold=float(group.attrs["threshold"]) if "threshold" in group.attrs else None,
+        threshold=None if threshold is None or np.isnan(threshold) else float(threshold),
     )
+    check_stored(stored, path, where)
+    return stored
 
 
 # ---- evaluation predictions ---------------------------------------------------------------------
@@ -368,20 +373,21 @@ class PredictionWriter:
         self._stack.__exit__(RuntimeError, RuntimeError("aborted"), None)
 
 
-def stored_eval_maps(path: Path, count: int) -> list[tuple[np.ndarray, np.ndarray, int] | None]:
-    """Per sketch group (in order) its (eval_stroke_ids, eval_pixel_labels, eval_size), or None."""
-    import h5py
-
+def stored_eval_maps(path: Path, stored: Sequence[StoredResult]) -> list[tuple[np.ndarray, np.ndarray, int] | None]:
+    """Per sketch group (in order) its (eval_stroke_ids, eval_pixel_labels, eval_size), or None (also for
+    every sketch of a columnar file, which keeps none)."""
     out = []
-    with h5py.File(path, "r") as h5:
+    with open_h5(path) as h5:
+        if is_columnar(h5):
+            return [None] * len(stored)
         groups = h5["sketches"]
-        for name in sorted(groups, key=int)[:count]:
+        for name, item in zip(_group_names(groups, path), stored):
             group = groups[name]
             if H5_EVAL_IDS in group and H5_EVAL_PIXELS in group and "eval_size" in group.attrs:
-                ids, pixels = group[H5_EVAL_IDS][()], group[H5_EVAL_PIXELS][()]
-                size = int(group.attrs["eval_size"])
-                if ids.shape != (size, size) or pixels.shape != (size, size):
-                    raise InputError(f"malformed results file: {group.name} eval maps are not {size} x {size}", path)
+                size = check_map_size(read_floats_attr(group, "eval_size", 1, path)[0], path, group.name)
+                ids = read_array(group, H5_EVAL_IDS, path, kind="int", ndim=2)
+                pixels = read_array(group, H5_EVAL_PIXELS, path, kind="int", ndim=2)
+                check_eval_maps(ids, pixels, size, len(item.labels), len(item.strokes), path, group.name)
                 out.append((ids.astype(np.int32), pixels.astype(np.int32), size))
             else:
                 out.append(None)
@@ -389,11 +395,8 @@ def stored_eval_maps(path: Path, count: int) -> list[tuple[np.ndarray, np.ndarra
 
 
 def file_attrs(path: Path) -> dict:
-    import h5py
-
-    with h5py.File(path, "r") as h5:
+    with open_h5(path) as h5:
         return {k: h5.attrs[k] for k in h5.attrs}
-
 
 
 # ---- format 3: the columnar layout (many sketches, compact, streamed) ----------------------------
@@ -659,18 +662,25 @@ def is_columnar(h5) -> bool:
     return int(h5.attrs.get("format_version", 0)) >= COLUMNAR_VERSION
 
 
+_PER_ROW_COLUMNS = ("canvas", "transform", "model", "scoring", "threshold", "flags", "order", "pixel_labels",
+                    "stroke_ids", "raster", "top_class", "top_score")
+_PER_STROKE_COLUMNS = ("stroke_points", "stroke_widths", "gt_labels", "instance_ids", "stroke_labels",
+                       "stroke_confidence", "stroke_top")
+_PER_LABEL_COLUMNS = ("labels", "scores", "score_range")
+
+
 class _ColumnarReader:
-    """Reads the rows of an open columnar file a block at a time (offsets computed once)."""
+    """Reads the rows of an open columnar file a block at a time (offsets computed and every column's length
+    checked once, through io/h5check.py)."""
 
     def __init__(self, h5, path: Path):
         self.path = path
-        where = "/sketches"
         if "sketches" not in h5:
             raise InputError("not a sketchkit results file (no /sketches group)", path)
         self.g = g = h5["sketches"]
-        self.count = int(h5.attrs.get("num_sketches", 0))
+        self.count = int(read_floats_attr(h5, "num_sketches", 1, path)[0]) if "num_sketches" in h5.attrs else 0
         self.scores = decode_text(h5.attrs.get("scores", "none"))
-        self.size = int(h5.attrs.get("map_size", 0))
+        self.size = check_map_size(float(h5.attrs.get("map_size", 1)), path, "/")
         if self.count == 0:
             return
         required = ["num_strokes", "num_labels", "stroke_points", "points", "labels", "classes", "models", "scorings",
@@ -680,83 +690,127 @@ class _ColumnarReader:
         required += {"fp16": ["scores"], "top1": ["top_class", "top_score", "score_range"]}.get(self.scores, [])
         missing = [n for n in required if n not in g]
         if missing:
-            raise InputError(f"malformed results file: {where}/{missing[0]} is missing", path)
-        self.classes = [decode_text(n) for n in g["classes"][()]]
-        self.models = [decode_text(n) for n in g["models"][()]]
-        self.scorings = [decode_text(n) for n in g["scorings"][()]]
-        strokes = g["num_strokes"][()].astype(np.int64)
-        labels = g["num_labels"][()].astype(np.int64)
-        if len(strokes) != self.count or len(labels) != self.count or (strokes < 1).any() or (labels < 0).any():
-            raise InputError("malformed results file: the per-sketch counts do not match num_sketches", path)
+            raise InputError(f"malformed results file: /sketches/{missing[0]} is missing", path)
+        self.classes, self.models, self.scorings = (
+            [decode_text(n) for n in read_array(g, name, path, kind="text", ndim=1)] for name in ("classes", "models", "scorings"))
+        strokes = self._counts("num_strokes", 1)
+        labels = self._counts("num_labels", 0)
         self.stroke_start = np.concatenate([[0], np.cumsum(strokes)])
         self.label_start = np.concatenate([[0], np.cumsum(labels)])
-        stroke_points = g["stroke_points"][()].astype(np.int64)
+        stroke_points = read_array(g, "stroke_points", path, kind="int", ndim=1).astype(np.int64)
         if len(stroke_points) != self.stroke_start[-1] or (stroke_points < 1).any():
             raise InputError("malformed results file: stroke_points do not match num_strokes", path)
         self.point_start_of_stroke = np.concatenate([[0], np.cumsum(stroke_points)])
-        if self.point_start_of_stroke[-1] != g["points"].shape[0]:
-            raise InputError("malformed results file: stroke_points do not split points", path)
-        self.text_start = {c: np.concatenate([[0], np.cumsum(g[f"{c}_length"][()].astype(np.int64))])
-                           for c in _TEXT_COLUMNS}
+        self.text_start = {}
+        for c in _TEXT_COLUMNS:
+            lengths = read_array(g, f"{c}_length", path, kind="int", ndim=1).astype(np.int64)
+            self.text_start[c] = np.concatenate([[0], np.cumsum(lengths)])
+            if len(lengths) != self.count or (lengths < 0).any() or self.text_start[c][-1] != g[f"{c}_text"].shape[0]:
+                raise InputError(f"malformed results file: /sketches/{c}_length does not split {c}_text", path)
+        self._check_lengths()
+
+    def _counts(self, name: str, least: int) -> np.ndarray:
+        values = read_array(self.g, name, self.path, kind="int", ndim=1).astype(np.int64)
+        if len(values) != self.count or (values < least).any():
+            raise InputError(f"malformed results file: /sketches/{name} does not match num_sketches", self.path)
+        return values
+
+    def _check_lengths(self) -> None:
+        """Every column has one row per sketch, stroke, label or point, and maps of map_size."""
+        g, size = self.g, self.size
+        rows = {**{c: self.count for c in _PER_ROW_COLUMNS}, **{c: self.stroke_start[-1] for c in _PER_STROKE_COLUMNS},
+                **{c: self.label_start[-1] for c in _PER_LABEL_COLUMNS}, "points": self.point_start_of_stroke[-1]}
+        for name, count in rows.items():
+            if name in g and (not g[name].shape or g[name].shape[0] != count):
+                raise InputError(f"/sketches/{name} has shape {g[name].shape}, expected {count} rows", self.path)
+        for name in ("pixel_labels", "stroke_ids", "raster", "top_class", "top_score", "scores"):
+            if name in g and g[name].shape[1:] != (size, size):
+                raise InputError(f"/sketches/{name} has maps of {g[name].shape[1:]}, not map_size {size} x {size}",
+                                 self.path)
+        for name, width in (("canvas", 2), ("transform", 4), ("order", 2), ("points", 2), ("score_range", 2)):
+            if name in g and g[name].shape[1:] != (width,):
+                raise InputError(f"/sketches/{name} has shape {g[name].shape}, expected rows of {width}", self.path)
+
+    def _read(self, names, start: int, stop: int) -> dict[str, np.ndarray]:
+        kinds = {"model": "int", "scoring": "int", "flags": "int", "pixel_labels": "int", "stroke_ids": "int",
+                 "raster": "int", "top_class": "int", "stroke_points": "int", "gt_labels": "int", "instance_ids": "int",
+                 "stroke_labels": "int", "stroke_top": "int", "labels": "int"}
+        return {name: read_rows(self.g[name], start, stop, self.path, kind=kinds.get(name, "number")) for name in names}
 
     def rows(self, start: int, stop: int) -> list[StoredResult]:
-        g = self.g
         s0, s1 = self.stroke_start[start], self.stroke_start[stop]
         l0, l1 = self.label_start[start], self.label_start[stop]
         p0, p1 = self.point_start_of_stroke[s0], self.point_start_of_stroke[s1]
-        block = {name: g[name][start:stop] for name in ("canvas", "transform", "model", "scoring", "threshold", "flags",
-                                                         "pixel_labels", "stroke_ids", "raster")}
-        per_stroke = {name: g[name][s0:s1] for name in ("stroke_points", "stroke_widths", "gt_labels", "instance_ids",
-                                                         "stroke_labels", "stroke_confidence", "stroke_top")}
-        points = g["points"][p0:p1].astype(np.float64)
-        labels = g["labels"][l0:l1]
+        block = self._read(("canvas", "transform", "model", "scoring", "threshold", "flags", "pixel_labels",
+                            "stroke_ids", "raster"), start, stop)
+        per_stroke = self._read(("stroke_widths", "gt_labels", "instance_ids", "stroke_labels", "stroke_confidence",
+                                 "stroke_top"), s0, s1)
+        points = read_rows(self.g["points"], p0, p1, self.path).astype(np.float64)
+        labels = read_rows(self.g["labels"], l0, l1, self.path, kind="int")
         texts = {}
         for c in _TEXT_COLUMNS:
             ends = self.text_start[c]
-            data = g[f"{c}_text"][ends[start]:ends[stop]].tobytes()
+            data = read_rows(self.g[f"{c}_text"], ends[start], ends[stop], self.path, kind="int").tobytes()
             texts[c] = [data[a - ends[start]:b - ends[start]].decode("utf-8", "surrogateescape")
                         for a, b in zip(ends[start:stop], ends[start + 1:stop + 1])]
-        scores = g["scores"][l0:l1] if self.scores == "fp16" else None
-        if self.scores == "top1":
-            top_class, top_score, ranges = g["top_class"][start:stop], g["top_score"][start:stop], g["score_range"][l0:l1]
-        out = []
-        for i in range(stop - start):
-            row = start + i
-            a, b = self.stroke_start[row] - s0, self.stroke_start[row + 1] - s0
-            la, lb = self.label_start[row] - l0, self.label_start[row + 1] - l0
-            offsets = self.point_start_of_stroke[self.stroke_start[row]:self.stroke_start[row + 1] + 1] - p0
-            strokes = tuple(points[offsets[k]:offsets[k + 1]] for k in range(len(offsets) - 1))
-            class_ids = labels[la:lb]
-            if len(class_ids) and (class_ids.min() < 0 or class_ids.max() >= len(self.classes)):
-                raise InputError(f"malformed results file: sketch {row} names a class outside /sketches/classes",
-                                 self.path)
-            names = tuple(self.classes[c] for c in class_ids)
-            flags = int(block["flags"][i])
-            gt = per_stroke["gt_labels"][a:b]
-            num_classes = len(names)
-            pixels = block["pixel_labels"][i].astype(np.int32)
-            if self.scores == "fp16":
-                score_maps = scores[la:lb].astype(np.float32)
-            elif self.scores == "top1":
-                score_maps = _from_top1(top_class[i], top_score[i], ranges[la:lb], num_classes)
-            else:
-                score_maps = _from_labels(pixels, num_classes)
-            t = block["transform"][i]
-            threshold = float(block["threshold"][i])
-            out.append(StoredResult(
-                name=texts["name"][i], source=texts["source"][i] or None, caption=texts["caption"][i] or None,
-                model=self.models[int(block["model"][i])], canvas=(float(block["canvas"][i][0]), float(block["canvas"][i][1])),
-                transform=Transform(float(t[0]), float(t[1]), float(t[2]), int(t[3])), labels=names, strokes=strokes,
-                stroke_widths=per_stroke["stroke_widths"][a:b].astype(np.float64) if flags & _FLAG_WIDTHS else None,
-                gt_labels=tuple(self.classes[c] if c >= 0 else None for c in gt) if flags & _FLAG_GT else None,
-                instance_ids=per_stroke["instance_ids"][a:b].astype(np.int64) if flags & _FLAG_INSTANCES else None,
-                stroke_labels=per_stroke["stroke_labels"][a:b].astype(np.int32),
-                stroke_confidence=per_stroke["stroke_confidence"][a:b].astype(np.float32),
-                stroke_top=per_stroke["stroke_top"][a:b].astype(np.int32), scores=score_maps, pixel_labels=pixels,
-                stroke_ids=block["stroke_ids"][i].astype(np.int32), raster=block["raster"][i].astype(np.uint8),
-                scoring=self.scorings[int(block["scoring"][i])], threshold=None if np.isnan(threshold) else threshold,
-            ))
-        return out
+        maps = {}
+        if self.scores == "fp16":
+            maps["scores"] = read_rows(self.g["scores"], l0, l1, self.path)
+        elif self.scores == "top1":
+            maps.update(self._read(("top_class", "top_score"), start, stop))
+            maps["score_range"] = read_rows(self.g["score_range"], l0, l1, self.path)
+        _in_table(labels, len(self.classes), self.path, "/sketches/labels: class")
+        _in_table(per_stroke["gt_labels"], len(self.classes), self.path, "/sketches/gt_labels: class", low=-1)
+        _in_table(block["model"], len(self.models), self.path, "/sketches/model: model")
+        _in_table(block["scoring"], len(self.scorings), self.path, "/sketches/scoring: scoring")
+        return [self._row(start + i, i, block, per_stroke, points, labels, texts, maps) for i in range(stop - start)]
+
+    def _row(self, row, i, block, per_stroke, points, labels, texts, maps) -> StoredResult:
+        s0, l0, p0 = self.stroke_start[row - i], self.label_start[row - i], self.point_start_of_stroke[self.stroke_start[row - i]]
+        a, b = self.stroke_start[row] - s0, self.stroke_start[row + 1] - s0
+        la, lb = self.label_start[row] - l0, self.label_start[row + 1] - l0
+        offsets = self.point_start_of_stroke[self.stroke_start[row]:self.stroke_start[row + 1] + 1] - p0
+        strokes = tuple(points[offsets[k]:offsets[k + 1]] for k in range(len(offsets) - 1))
+        names = tuple(self.classes[c] for c in labels[la:lb])
+        if len(names) * self.size ** 2 * 4 > MAX_H5_READ_BYTES:
+            raise InputError(f"sketch {row} has {len(names)} classes of {self.size} x {self.size} score maps, more "
+                             "than sketchkit rebuilds", self.path)
+        flags = int(block["flags"][i])
+        pixels = block["pixel_labels"][i].astype(np.int32)
+        _in_table(pixels, len(names), self.path, f"/sketches/pixel_labels row {row}: class", low=-1)
+        if self.scores == "fp16":
+            score_maps = maps["scores"][la:lb].astype(np.float32)
+        elif self.scores == "top1":
+            _in_table(maps["top_class"][i], len(names), self.path, f"/sketches/top_class row {row}: class", low=-1)
+            score_maps = _from_top1(maps["top_class"][i], maps["top_score"][i], maps["score_range"][la:lb], len(names))
+        else:
+            score_maps = _from_labels(pixels, len(names))
+        t = block["transform"][i]
+        size = check_map_size(float(t[3]), self.path, f"/sketches/transform row {row}")
+        threshold = float(block["threshold"][i])
+        gt = per_stroke["gt_labels"][a:b]
+        stored = StoredResult(
+            name=texts["name"][i], source=texts["source"][i] or None, caption=texts["caption"][i] or None,
+            model=self.models[int(block["model"][i])], canvas=(float(block["canvas"][i][0]), float(block["canvas"][i][1])),
+            transform=Transform(float(t[0]), float(t[1]), float(t[2]), size), labels=names, strokes=strokes,
+            stroke_widths=per_stroke["stroke_widths"][a:b].astype(np.float64) if flags & _FLAG_WIDTHS else None,
+            gt_labels=tuple(self.classes[c] if c >= 0 else None for c in gt) if flags & _FLAG_GT else None,
+            instance_ids=per_stroke["instance_ids"][a:b].astype(np.int64) if flags & _FLAG_INSTANCES else None,
+            stroke_labels=per_stroke["stroke_labels"][a:b].astype(np.int32),
+            stroke_confidence=per_stroke["stroke_confidence"][a:b].astype(np.float32),
+            stroke_top=per_stroke["stroke_top"][a:b].astype(np.int32), scores=score_maps, pixel_labels=pixels,
+            stroke_ids=block["stroke_ids"][i].astype(np.int32), raster=block["raster"][i].astype(np.uint8),
+            scoring=self.scorings[int(block["scoring"][i])], threshold=None if np.isnan(threshold) else threshold,
+        )
+        check_stored(stored, self.path, f"/sketches row {row}")
+        return stored
+
+
+def _in_table(values: np.ndarray, size: int, path: Path, what: str, low: int = 0) -> None:
+    """Indices into a table of `size` names (low = -1: -1 means none)."""
+    if values.size and (values.min() < low or values.max() >= size):
+        bad = values.max() if values.max() >= size else values.min()
+        raise InputError(f"{what} {int(bad)} is outside {low}..{size - 1}", path)
 
 
 def _from_labels(pixel_labels: np.ndarray, num_classes: int) -> np.ndarray:
@@ -781,27 +835,17 @@ def _from_top1(top_class: np.ndarray, top_score: np.ndarray, ranges: np.ndarray,
 def iter_columnar(h5, path: Path, block: int = 256):
     """Every StoredResult of an open columnar file, in row order, `block` rows read at a time."""
     reader = _ColumnarReader(h5, path)
+    block = max(1, min(block, MAX_H5_READ_BYTES // (16 * reader.size ** 2)))  # the maps of a block: bounded
     for start in range(0, reader.count, block):
         yield from reader.rows(start, min(reader.count, start + block))
 
 
 def iter_results_h5(path: str | os.PathLike):
     """Every sketch of a results file (format 2 or 3), in order, read as it is used: memory holds one block."""
-    import h5py
-
     path = Path(path)
-    if not path.is_file():
-        raise InputError("no such results file", path)
-    try:
-        h5 = h5py.File(path, "r")
-    except OSError as exc:
-        raise InputError(f"not an HDF5 file ({exc.__class__.__name__})", path) from None
-    with h5:
-        if decode_text(h5.attrs.get("format", "")) != H5_FORMAT:
-            raise InputError(f"not a sketchkit results file (file attribute format != {H5_FORMAT!r})", path)
-        if not is_columnar(h5):
-            for stored in read_results_h5(path):
-                yield stored
+    with open_h5(path) as h5:
+        if _check_format(h5, path) < COLUMNAR_VERSION:
+            yield from read_results_h5(path)
             return
         yield from iter_columnar(h5, path)
 
@@ -828,8 +872,6 @@ def merge_results_h5(inputs: Sequence[str | os.PathLike], out: str | os.PathLike
     `block` rows. Refuses mixing the formats, different score storage or map sizes, an output that
     is one of the inputs, and an existing output without `overwrite`.
     """
-    import h5py
-
     inputs = [Path(p) for p in inputs]
     if not inputs:
         raise UsageError("no results files to merge")
@@ -837,17 +879,9 @@ def merge_results_h5(inputs: Sequence[str | os.PathLike], out: str | os.PathLike
     files = []
     try:
         for path in inputs:
-            if not path.is_file():
-                raise InputError("no such results file", path)
-            try:
-                h5 = h5py.File(path, "r")
-            except OSError as exc:
-                raise InputError(f"not an HDF5 file ({exc.__class__.__name__})", path) from None
-            files.append(h5)
-            if decode_text(h5.attrs.get("format", "")) != H5_FORMAT:
-                raise InputError(f"not a sketchkit results file (file attribute format != {H5_FORMAT!r})", path)
-            if int(h5.attrs.get("format_version", 0)) > COLUMNAR_VERSION:
-                raise InputError("results format version is newer than this sketchkit reads; upgrade sketchkit", path)
+            files.append(open_h5(path))
+            _check_format(files[-1], path)
+            _check_all_rows(files[-1], path)  # every input whole, before the output is started
         kinds = {is_columnar(h5) for h5 in files}
         if len(kinds) > 1:
             raise UsageError("cannot merge columnar (format 3) and per-sketch-group (format 2) results files; "
@@ -858,6 +892,16 @@ def merge_results_h5(inputs: Sequence[str | os.PathLike], out: str | os.PathLike
     finally:
         for h5 in files:
             h5.close()
+
+
+def _check_all_rows(h5, path: Path) -> None:
+    """Read every sketch of an open results file through the checks of io/h5check.py, keeping none."""
+    if is_columnar(h5):
+        for _ in iter_columnar(h5, path):
+            pass
+    elif "sketches" in h5:
+        for name in _group_names(h5["sketches"], path):
+            _read_h5_sketch(h5["sketches"][name], path)
 
 
 def _merge_columnar(files, paths: list[Path], out: Path, overwrite: bool, block: int) -> Path:
