@@ -141,7 +141,8 @@ def evaluate(
     if not predictions and data is None:
         raise UsageError("give --data (a labelled sketch set) or --predictions (saved predictions)")
     names = None if predictions else [m.strip() for m in (model or "oracle").split(",") if m.strip()]
-    _check_outputs([data] if data is not None else list(predictions), json_out, csv_out, plots, names, overwrite)
+    _check_outputs([data] if data is not None else list(predictions), json_out, csv_out, plots, save_predictions, names,
+                   overwrite)
     vocabulary = _vocabulary(classes, name_map)
     config = {"protocol": protocol, "scoring": scoring, "metrics": [m.strip() for m in metrics.split(",") if m.strip()],
               "classes": classes or "per-sketch", "name_map": str(name_map) if name_map else None, "limit": limit,
@@ -184,10 +185,14 @@ def _metric_keys(spec: str) -> list[str]:
     return [METRICS[m] for m in wanted]
 
 
-def _check_outputs(inputs, json_out, csv_out, plots, model_names, overwrite) -> None:
+def _check_outputs(inputs, json_out, csv_out, plots, save_predictions, model_names, overwrite) -> None:
+    """Every output before any work: not an input, not inside an input folder, existing only with --overwrite."""
     from sketchkit.errors import UsageError
-    from sketchkit.files import check_output_path
+    from sketchkit.files import check_outside_inputs, check_output_path
 
+    for out in (json_out, csv_out, save_predictions, plots):
+        if out is not None:
+            check_outside_inputs(out, inputs)
     for out in (json_out, csv_out):
         if out is not None:
             check_output_path(out, inputs, overwrite)

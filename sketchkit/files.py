@@ -73,6 +73,23 @@ def check_output_path(out: str | os.PathLike, inputs: Iterable[str | os.PathLike
     return out_path
 
 
+def check_outside_inputs(out: str | os.PathLike, inputs: Iterable[str | os.PathLike | None], *,
+                         folder: bool = False) -> None:
+    """Refuse (UsageError) an output inside one of the input folders (an output there can replace an
+    input sketch, or be read back as one). `folder`: `out` is an output folder (a run folder), so an
+    input inside it, or the same folder, is refused too. Inputs that are files are left to
+    `check_output_path`."""
+    out_path = Path(out).resolve()
+    for inp in inputs:
+        if inp is None:
+            continue
+        in_path = Path(inp).resolve()
+        if in_path.is_dir() and (out_path == in_path or in_path in out_path.parents):
+            raise UsageError(f"output {out} is inside the input folder {inp}; write outputs outside the inputs")
+        if folder and out_path in in_path.parents:
+            raise UsageError(f"the input {inp} is inside the output folder {out}; write outputs outside the inputs")
+
+
 def file_digest(path: str | os.PathLike) -> str:
     """16 hex digits of the SHA-256 of a file's content."""
     import hashlib

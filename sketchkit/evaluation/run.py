@@ -254,11 +254,12 @@ def _open_writers(path, segmenters, results, vocab, eval_size, threshold, data_i
     processes this process's part of it (`<file>.parts/r<rank>.h5`)."""
     if path is None:
         return [None] * len(segmenters)
-    from ..files import check_output_path
+    from ..files import check_output_path, check_outside_inputs
     from ..io.hdf5 import PredictionWriter, prediction_paths
 
     paths = prediction_paths(path, [s.name for s in segmenters])
     for p in paths.values():
+        check_outside_inputs(p, [(data_info or {}).get("path")])
         Path(p).parent.mkdir(parents=True, exist_ok=True)
         check_output_path(p, [], overwrite)
     data_attr = json.dumps({k: v for k, v in (data_info or {}).items() if k in ("path", "split", "layout", "fingerprint")})

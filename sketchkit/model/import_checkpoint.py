@@ -312,6 +312,7 @@ def import_checkpoint(reference_path: str | Path, out: str | Path, *, backbone: 
     reference_path = Path(reference_path)
     base_path, base_source = _resolve_base(backbone, weights)
     out = check_output_path(out, [reference_path, base_path], overwrite)
+    sidecar = check_output_path(out.with_suffix(".json"), [reference_path, base_path], overwrite)
     state = read_state_dict(reference_path)
     base = _strip_clip(read_state_dict(base_path))
     report, stored = plan_import(state, base, str(reference_path), out)
@@ -338,7 +339,7 @@ def import_checkpoint(reference_path: str | Path, out: str | Path, *, backbone: 
 
     with atomic_path(out, overwrite=overwrite) as tmp:
         save_file(stored, str(tmp), metadata={ADAPTER_KEY: text})
-    atomic_write_text(out.with_suffix(".json"), text + "\n")
+    atomic_write_text(sidecar, text + "\n", overwrite=overwrite)
     report.bytes_written = out.stat().st_size
     report.seconds = time.perf_counter() - started
     return report

@@ -28,7 +28,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from ..errors import InputError, UsageError, WeightsError
-from ..files import atomic_write_text
+from ..files import atomic_write_text, check_outside_inputs
 from .config import TrainConfig, resume_conflicts
 from .data import TrainItem, epoch_batches, load_data, load_images, micro_batches
 from .distributed import Distributed, init_distributed, reduce_gradients
@@ -136,6 +136,7 @@ class _Run:
     def prepare_folder(self) -> dict | None:
         """Check the run folder; returns the saved state's metadata+tensors on resume."""
         state_path = self.out / STATE_FILE
+        check_outside_inputs(self.out, [self.cfg.data, self.cfg.val_data], folder=True)
         if self.cfg.resume:
             if not state_path.is_file():
                 raise UsageError(f"nothing to resume: {state_path} does not exist")
@@ -144,6 +145,9 @@ class _Run:
             raise UsageError(f"the run folder {self.out} is a file; give a folder for the run")
         if state_path.exists() and not self.cfg.overwrite:
             raise UsageError(f"{self.out} already holds a training run", hint="resume")
+        taken = [name for name in (*RUN_FILES, CONFIG_FILE) if (self.out / name).exists() and not self.cfg.overwrite]
+        if taken:
+            raise UsageError(f"output {self.out / taken[0]} exists", hint="overwrite")
         if self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             if self.cfg.overwrite:  # a fresh start must not mix with the old run's files
