@@ -31,7 +31,7 @@ def raster(
     check_output_path(target, [source], overwrite)
     if ids is not None:
         check_output_path(ids, [source, target], overwrite)
-    result = rasterize(read_sketch(source), size, line_width=line_width)
+    result = rasterize(read_sketch(source, sidecar=False), size, line_width=line_width)
     save_raster(result, target, ids_path=ids, overwrite=overwrite)
     owned = int((result.stroke_ids >= 0).sum())
     if quiet:

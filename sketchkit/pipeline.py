@@ -572,7 +572,7 @@ def _drawings(job: SegmentJob, walk: InputWalk, shard: Shard, complete, timings:
                 yield single, None
                 unit += 1
                 continue
-        drawings = iter_drawings(entry.path, caption=job.labels.caption)
+        drawings = iter_drawings(entry.path, caption=job.labels.caption, sidecar="caption" in job.labels.sources)
         index = 0
         while True:
             start = time.perf_counter()

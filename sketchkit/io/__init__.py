@@ -111,11 +111,15 @@ def _describe_unknown(data: bytes) -> str:
     return "not a recognised sketch format"
 
 
-def read_caption_file(path: str | os.PathLike) -> str | None:
+def read_caption_file(path: str | os.PathLike, within: str | os.PathLike | None = None) -> str | None:
     """A caption text file -> its text with whitespace runs collapsed (None when blank).
 
-    UTF-8 (with or without BOM) or UTF-16 with BOM; at most MAX_CAPTION_BYTES."""
+    UTF-8 (with or without BOM) or UTF-16 with BOM; at most MAX_CAPTION_BYTES. `within`: the folder
+    the file must really lie in (a symbolic link leading out of it is refused, never read)."""
     path = Path(path)
+    if within is not None and Path(within).resolve() not in path.resolve().parents:
+        raise InputError(f"the caption file is a link leading outside {within}; sketchkit reads no caption from "
+                         "outside the sketch's folder", path)
     try:
         if path.stat().st_size == 0:
             return None
@@ -242,18 +246,21 @@ def _with_caption(sketch: Sketch, path: Path, caption: str | None, sidecar: str 
     return replace(sketch, caption=found)
 
 
-def _sidecar_caption(path: Path, caption: str | None) -> str | None:
-    if caption is not None:
+def _sidecar_caption(path: Path, caption: str | None, sidecar: bool) -> str | None:
+    """The text of the same-stem .txt beside `path`, only when it is wanted (no `caption`, `sidecar` True)
+    and it lies in the sketch's own folder (a link out of it is refused)."""
+    if caption is not None or not sidecar:
         return None
-    sidecar = path.with_suffix(".txt") if path.suffix.lower() != ".txt" else None
-    return read_caption_file(sidecar) if sidecar is not None and sidecar.is_file() else None
+    txt = path.with_suffix(".txt") if path.suffix.lower() != ".txt" else None
+    return read_caption_file(txt, within=path.parent) if txt is not None and txt.is_file() else None
 
 
-def read_sketch(path: str | os.PathLike, *, caption: str | None = None) -> Sketch:
+def read_sketch(path: str | os.PathLike, *, caption: str | None = None, sidecar: bool = True) -> Sketch:
     """Read one sketch file (format sniffed from the content, then the suffix) into a Sketch.
 
     `caption` overrides any caption found; otherwise a same-stem `.txt` beside the file wins over
-    the caption the file carries. `Sketch.source` is `str(path)`. Raises InputError (naming the
+    the caption the file carries (`sidecar=False`: that file is not read, for callers that do not use
+    captions). `Sketch.source` is `str(path)`. Raises InputError (naming the
     file) for anything that cannot be read as a sketch with at least one stroke.
     """
     path = Path(path)
@@ -265,10 +272,11 @@ def read_sketch(path: str | os.PathLike, *, caption: str | None = None) -> Sketc
     else:
         sketch = _read_file(path)
     limits.check_canvas(sketch.width, sketch.height, path)
-    return replace(_with_caption(sketch, path, caption, _sidecar_caption(path, caption)), source=str(path))
+    return replace(_with_caption(sketch, path, caption, _sidecar_caption(path, caption, sidecar)), source=str(path))
 
 
-def iter_drawings(path: str | os.PathLike, *, caption: str | None = None) -> Iterator[tuple[str, Sketch]]:
+def iter_drawings(path: str | os.PathLike, *, caption: str | None = None, sidecar: bool = True
+                  ) -> Iterator[tuple[str, Sketch]]:
     """Every sketch a file holds, as (name, Sketch), in file order.
 
     A file of one sketch (SVG, InkML, bitmap, .npy, a stroke-3 scene, one QuickDraw record, an
@@ -279,7 +287,7 @@ def iter_drawings(path: str | os.PathLike, *, caption: str | None = None) -> Ite
     "path#name" so messages name the drawing. An .ndjson larger than MAX_FILE_BYTES is streamed
     line by line (never loaded whole); other files are read whole, within MAX_FILE_BYTES.
 
-    Captions as in `read_sketch`, per drawing: `caption`, else a same-stem `.txt` beside the file,
+    Captions as in `read_sketch` (`sidecar` too), per drawing: `caption`, else a same-stem `.txt` beside the file,
     else the drawing's own ("a cat" from its word). Raises InputError (naming the file, and the
     line or record of a bad drawing) as soon as a drawing cannot be read; the drawings before it
     have been yielded.
@@ -293,8 +301,8 @@ def iter_drawings(path: str | os.PathLike, *, caption: str | None = None) -> Ite
         data = read_bytes_limited(path)
         fmt = _format_of(data, path)
         drawings = _json_drawings(data, path) if fmt == "json" else iter([("", _read_format(fmt, data, path))])
-    sidecar = _sidecar_caption(path, caption)
+    side_text = _sidecar_caption(path, caption, sidecar)
     for name, sketch in drawings:
         limits.check_canvas(sketch.width, sketch.height, sketch.source or path)
-        sketch = _with_caption(sketch, path, caption, sidecar)
+        sketch = _with_caption(sketch, path, caption, side_text)
         yield name, replace(sketch, source=str(path) if not name else f"{path}#{name}")

@@ -96,4 +96,4 @@ def fscoco_caption(path: Path) -> str | None:
     caption_path = fscoco_caption_path(path)
     if caption_path is None or not caption_path.is_file():
         return None
-    return read_caption_file(caption_path)
+    return read_caption_file(caption_path, within=path.parent.parent.parent / "text")

@@ -162,7 +162,7 @@ def load_images(items: Sequence[TrainItem], size: int) -> np.ndarray:
     from ..io import read_sketch
     from ..raster import rasterize
 
-    return np.stack([rasterize(read_sketch(item.path), size).image for item in items]).astype(np.float32)
+    return np.stack([rasterize(read_sketch(item.path, sidecar=False), size).image for item in items]).astype(np.float32)
 
 
 def epoch_order(count: int, seed: int, epoch: int) -> np.ndarray:
