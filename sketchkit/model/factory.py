@@ -19,7 +19,7 @@ from torch.overrides import TorchFunctionMode
 from ..errors import UsageError, WeightsError
 from . import openclip_seam as seam
 from .encoder import BackboneConfig, SketchCLIP
-from .weights import fingerprint, quiet_logs, read_state_dict, resolve_weights
+from .weights import fingerprint, quiet_logs, read_state_dict, resolve_weights, state_bytes, weights_cap
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 from . import DEFAULT_BACKBONE
@@ -80,12 +80,13 @@ def create_encoder(
         path, source = None, "random weights (random_init)"
     else:
         path, source = resolve_weights(config.clip_model, config.pretrained, weights, config.name)
-    state = read_state_dict(path) if path is not None else None
     with torch.random.fork_rng(devices=[]), quiet_logs():
         torch.manual_seed(config.seed)
-        with _SkipRandomFill() if state is not None else contextlib.nullcontext():
+        with _SkipRandomFill() if path is not None else contextlib.nullcontext():
             clip = seam.create_clip(config.clip_model)
         model = SketchCLIP(clip, config, vv_impl=vv_impl)
+    # the file may unpack to no more than this backbone can need (a zip bomb is refused before loading)
+    state = read_state_dict(path, weights_cap(state_bytes(clip))) if path is not None else None
     if state is not None:
         load_backbone_weights(clip, state, path)
     model.weights_source = source

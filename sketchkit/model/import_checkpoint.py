@@ -49,7 +49,7 @@ from . import openclip_seam as seam
 from .adapter import ADAPTER_KEY, read_adapter, read_adapter_config
 from . import DEFAULT_BACKBONE
 from .reference import CA_HEADS, DUAL_BLOCKS, ReferenceModel, ReferenceSizes, reference_sizes
-from .weights import fingerprint, read_state_dict
+from .weights import fingerprint, read_state_dict, state_bytes, weights_cap
 
 ORIGIN = "reference"
 REFERENCE_FORMAT = 1
@@ -313,8 +313,9 @@ def import_checkpoint(reference_path: str | Path, out: str | Path, *, backbone: 
     base_path, base_source = _resolve_base(backbone, weights)
     out = check_output_path(out, [reference_path, base_path], overwrite)
     sidecar = check_output_path(out.with_suffix(".json"), [reference_path, base_path], overwrite)
-    state = read_state_dict(reference_path)
     base = _strip_clip(read_state_dict(base_path))
+    # a checkpoint is its base CLIP plus prompts and cross-attention: it may unpack to no more than that allows
+    state = read_state_dict(reference_path, weights_cap(state_bytes(base)))
     report, stored = plan_import(state, base, str(reference_path), out)
     _check_backbone(backbone, seam.openai_state_sizes(base), base_path)
     # the output must load: build the model from the base and the stored tensors before writing

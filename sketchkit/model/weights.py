@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -23,35 +24,94 @@ from ..errors import WeightsError
 WEIGHTS_ENV = "SKETCHKIT_WEIGHTS"
 
 
-def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a state dict from .safetensors, or .pt/.bin/.pth with torch.load(weights_only=True)."""
+MAX_WEIGHTS_BYTES = 4 * 2**30
+"""Largest weights file read when no model size bounds it (4 GiB unpacked: a ViT-L/14 at float32 is 1.7 GiB)."""
+
+
+def state_bytes(tensors) -> int:
+    """Bytes of a state dict (or a module's parameters and buffers) at float32: the base of the size caps."""
+    if isinstance(tensors, torch.nn.Module):
+        tensors = {**dict(tensors.named_parameters()), **dict(tensors.named_buffers())}
+    return sum(t.numel() * 4 for t in tensors.values())
+
+
+def weights_cap(expected_bytes: int) -> int:
+    """What a weights file for a model of `expected_bytes` may unpack to: twice it (optimizer-free extras,
+    another dtype) plus 64 MiB."""
+    return 2 * expected_bytes + 64 * 2**20
+
+
+def check_finite(tensors: dict[str, torch.Tensor], path) -> None:
+    """WeightsError naming the first floating-point tensor holding NaN or infinity."""
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise WeightsError(f"{path}: {name} holds non-finite values (NaN or infinity); refusing these weights")
+
+
+def _unpacked_bytes(path: Path) -> int:
+    """What loading `path` may allocate: a zip archive's (torch's format) uncompressed sizes, else the file
+    size (safetensors and legacy torch pickles store tensors uncompressed)."""
+    import zipfile
+
+    if path.suffix != ".safetensors" and zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                return sum(info.file_size for info in archive.infolist())
+        except (zipfile.BadZipFile, OSError, ValueError) as exc:
+            raise WeightsError(f"cannot read weights {path}: a damaged zip archive ({exc})") from None
+    return path.stat().st_size
+
+
+def read_state_dict(path: str | os.PathLike, max_bytes: int = MAX_WEIGHTS_BYTES) -> dict[str, torch.Tensor]:
+    """Read a state dict from .safetensors, or .pt/.bin/.pth with torch.load(weights_only=True).
+
+    Refused (WeightsError) before loading: an empty file, and one unpacking to more than `max_bytes`
+    (a zip bomb); after loading: anything but tensors, and non-finite values."""
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weights file not found: {path}")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path), device="cpu")
-        else:
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # any parse failure of a foreign file is the user's file problem
-        if "Weights only load failed" in str(exc):
-            detail = next((line.strip() for line in str(exc).splitlines() if "GLOBAL" in line), "")
-            raise WeightsError(f"cannot read weights {path}: it needs pickled Python objects besides tensors, which "
-                               f"sketchkit never unpickles (torch.load with weights_only=True{': ' + detail[:160] if detail else ''}); "
-                               "re-save it as a plain state dict of tensors") from None
-        hint = ""
-        if "TorchScript" in str(exc) or "constants.pkl" in str(exc):
-            hint = " (a TorchScript archive such as OpenAI's ViT-B-16.pt is code, not weights; use open_clip's state dict)"
-        raise WeightsError(f"cannot read weights {path}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}{hint}") from None
+    if path.stat().st_size == 0:
+        raise WeightsError(f"cannot read weights {path}: the file is empty")
+    unpacked = _unpacked_bytes(path)
+    if unpacked > max_bytes:
+        raise WeightsError(f"cannot read weights {path}: it unpacks to {unpacked / 2**20:,.0f} MiB uncompressed, more "
+                           f"than the {max_bytes / 2**20:,.0f} MiB these weights can need")
+    state = _load(path)
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise WeightsError(f"{path} does not hold a state dict of tensors")
     if all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
+    check_finite(state, path)
     return state
+
+
+def _load(path: Path):
+    """The file's content: safetensors, or torch.load(weights_only=True) with its warnings silenced (a refusal
+    is one line)."""
+    import warnings
+
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path), device="cpu")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # any parse failure of a foreign file is the user's file problem
+        text = str(exc)
+        if "Weights only load failed" in text:
+            found = re.search(r"GLOBAL (\S+)", text)
+            raise WeightsError(f"cannot read weights {path}: it needs pickled Python objects besides tensors"
+                               f"{' (' + found.group(1) + ')' if found else ''}, which sketchkit never unpickles "
+                               "(torch.load with weights_only=True); re-save it as a plain state dict of tensors") from None
+        hint = ""
+        if "TorchScript" in text or "constants.pkl" in text:
+            hint = " (a TorchScript archive such as OpenAI's ViT-B-16.pt is code, not weights; use open_clip's state dict)"
+        first = text.splitlines()[0][:200] if text.strip() else ""
+        raise WeightsError(f"cannot read weights {path}: {type(exc).__name__}{': ' + first if first else ''}{hint}") from None
 
 
 @contextlib.contextmanager
