@@ -48,3 +48,9 @@ class WeightsError(SketchkitError):
     """Model weights or an adapter could not be found, read or matched to the backbone."""
 
     exit_code = 2
+
+
+class TrainingError(SketchkitError):
+    """Training cannot go on with these settings and data (a non-finite loss): exit 2, nothing bad saved."""
+
+    exit_code = 2

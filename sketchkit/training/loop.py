@@ -27,7 +27,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from ..errors import InputError, UsageError, WeightsError
+from ..errors import InputError, TrainingError, UsageError, WeightsError
 from ..files import atomic_write_text, check_outside_inputs
 from .config import TrainConfig, resume_conflicts
 from .data import TrainItem, epoch_batches, load_data, load_images, micro_batches
@@ -36,8 +36,8 @@ from .events import (EpochEnd, EpochStart, Note, Saved, Setup, Step, TrainEvent,
                      ValidationProgress, ValidationStart)
 from .losses import TextBank, batch_targets, micro_batch_losses
 from .state import (BEST_FILE, CONFIG_FILE, LAST_FILE, METRICS_FILE, PLOT_FILE, RUN_FILES, STATE_FILE, STATE_VERSION,
-                    flatten_optimizer_state, read_metrics, read_train_state, rng_states, save_train_state,
-                    seed_everything, set_rng_states, unflatten_optimizer_state)
+                    check_param_shapes, flatten_optimizer_state, read_metrics, read_train_state, rng_states,
+                    save_train_state, seed_everything, set_rng_states, unflatten_optimizer_state)
 
 
 @dataclass
@@ -140,7 +140,9 @@ class _Run:
         if self.cfg.resume:
             if not state_path.is_file():
                 raise UsageError(f"nothing to resume: {state_path} does not exist")
-            return dict(zip(("tensors", "meta"), read_train_state(state_path)))
+            tensors, meta = read_train_state(state_path)
+            read_metrics(self.out / METRICS_FILE)  # a damaged log is refused before anything starts
+            return {"tensors": tensors, "meta": meta}
         if self.out.exists() and not self.out.is_dir():
             raise UsageError(f"the run folder {self.out} is a file; give a folder for the run")
         if state_path.exists() and not self.cfg.overwrite:
@@ -230,13 +232,21 @@ class _Run:
             raise InputError("training state holds another set of trainable parameters", path)
 
     def restore(self, saved: dict) -> None:
+        """Apply a checked training state (state.check_train_state); the shapes are checked here, against the
+        model, before anything is applied."""
         tensors, meta = saved["tensors"], saved["meta"]
+        path = self.out / STATE_FILE
         self.check_resumable(meta)
+        check_param_shapes(tensors, meta, dict(zip(self.param_names, self.params)), self.optimizer, path)
+        try:
+            self.optimizer.load_state_dict(unflatten_optimizer_state(tensors, meta["optimizer"]))
+            self.scheduler.load_state_dict(meta["scheduler"])
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            raise InputError(f"its optimizer or scheduler state is damaged ({type(exc).__name__}: "
+                             f"{' '.join(str(exc).split())[:120]})", path) from None
         with torch.no_grad():
             for name, param in zip(self.param_names, self.params):
                 param.copy_(tensors[f"param.{name}"].to(param.device, param.dtype))
-        self.optimizer.load_state_dict(unflatten_optimizer_state(tensors, meta["optimizer"]))
-        self.scheduler.load_state_dict(meta["scheduler"])
         set_rng_states(meta["rng"])
         self.epoch, self.step_in_epoch, self.global_step = meta["epoch"], meta["step_in_epoch"], meta["global_step"]
         self.best_metric, self.best_value = meta["best"]["metric"], meta["best"]["value"]
@@ -297,8 +307,15 @@ class _Run:
                 loss.backward()
             sums += torch.stack([losses.holistic.detach(), losses.category.detach()]).float()
         sums = reduce_gradients(self.params, sums, self.dist)
-        self.optimizer.step()
+        self.check_finite("loss", sums)
+        try:
+            self.optimizer.step()
+        except RuntimeError as exc:  # a step too large for float32 ("cannot be converted ... without overflow")
+            if "overflow" not in str(exc):
+                raise
+            raise self.diverged("optimizer step") from None
         self.scheduler.step()
+        self.check_finite("parameters", *self.params)
         holistic = float(sums[0]) / max(targets.holistic_count, 1)
         category = float(sums[1]) / max(targets.category_count, 1)
         return {
@@ -307,6 +324,16 @@ class _Run:
             "category": category if cfg.category_level else None,
             "pairs": targets.category_count,
         }
+
+    def check_finite(self, what: str, *tensors: torch.Tensor) -> None:
+        """Stop at the first NaN or infinity (every process sees the same reduced loss), before it is saved."""
+        if not all(bool(torch.isfinite(t).all()) for t in tensors):
+            raise self.diverged(what)
+
+    def diverged(self, what: str) -> TrainingError:
+        return TrainingError(f"training diverged: the {what} at step {self.global_step + 1} became non-finite (NaN or "
+                             f"infinity); nothing of it was saved, {self.out} keeps its last checkpoint (lower the "
+                             "learning rates)")
 
     def step(self, items: Sequence[TrainItem], index: int) -> None:
         """Train on one global batch (position `index` in the epoch), log, report and checkpoint."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import random
 from pathlib import Path
 
@@ -111,19 +112,99 @@ def save_train_state(path: Path, tensors: dict[str, torch.Tensor], meta: dict) -
 
 
 def read_train_state(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """(tensors, metadata) of a training state, checked whole (`check_train_state`): InputError naming the
+    file for anything damaged, before any of it is used."""
     from safetensors import safe_open
 
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
-            meta = json.loads((f.metadata() or {})[STATE_KEY])
+            text = (f.metadata() or {}).get(STATE_KEY)
             tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (KeyError, json.JSONDecodeError):
-        raise InputError("not a sketchkit training state (no metadata)", path) from None
     except Exception as exc:  # a truncated or foreign file
-        raise InputError(f"cannot read training state ({type(exc).__name__}: {exc})", path) from None
+        raise InputError(f"cannot read training state ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})",
+                         path) from None
+    if text is None:
+        raise InputError("not a sketchkit training state (no metadata)", path)
+    meta = _parse_json(text, path, "its metadata")
+    if not isinstance(meta, dict):
+        raise InputError("its metadata is not a JSON object", path)
     if meta.get("version") != STATE_VERSION:
         raise InputError(f"training state version {meta.get('version')} is not {STATE_VERSION}", path)
+    check_train_state(tensors, meta, path)
     return tensors, meta
+
+
+def _parse_json(text: str, path: Path, what: str):
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise InputError(f"{what} is not valid JSON (nested too deeply)", path) from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{what} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})", path) from None
+
+
+_META_TYPES = {"config": dict, "epoch": int, "step_in_epoch": int, "global_step": int, "best": dict,
+               "param_names": list, "optimizer": dict, "scheduler": dict, "rng": dict, "model": dict}
+
+
+def check_train_state(tensors: dict[str, torch.Tensor], meta: dict, path: Path) -> None:
+    """Everything resuming uses, checked before any of it is applied: keys and types of the metadata,
+    counters >= 0, one finite tensor per trainable parameter, finite optimizer moments, RNG states that
+    torch, numpy and Python accept. Shapes against the model: `check_param_shapes`."""
+    for key, kind in _META_TYPES.items():
+        value = meta.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise InputError(f"its metadata lacks a valid {key!r} ({kind.__name__} expected, found {value!r:.60})", path)
+    for key in ("epoch", "step_in_epoch", "global_step"):
+        if meta[key] < 0:
+            raise InputError(f"its metadata has {key} = {meta[key]}, not a count", path)
+    if not isinstance(meta.get("validated_step", -1), int) or not all(isinstance(n, str) for n in meta["param_names"]):
+        raise InputError("its metadata lists parameters or steps that are not names and numbers", path)
+    if not isinstance(meta["optimizer"].get("param_groups"), list) or not isinstance(meta["optimizer"].get("scalars"), dict):
+        raise InputError("its optimizer state lacks param_groups or scalars", path)
+    best = meta["best"].get("value")
+    if not isinstance(meta["model"].get("fingerprint"), (str, type(None))) or "metric" not in meta["best"] \
+            or not (best is None or isinstance(best, (int, float)) and math.isfinite(best)):
+        raise InputError("its metadata lacks the model fingerprint or a valid record of the best checkpoint", path)
+    missing = [n for n in meta["param_names"] if f"param.{n}" not in tensors]
+    if missing:
+        raise InputError(f"the parameter {missing[0]} is missing", path)
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise InputError(f"{name} holds non-finite values (NaN or infinity): the run diverged before this "
+                             "checkpoint; start over", path)
+    _check_rng(meta["rng"], path)
+
+
+def check_param_shapes(tensors: dict[str, torch.Tensor], meta: dict, params: dict[str, torch.Tensor], optimizer,
+                       path: Path) -> None:
+    """Each saved parameter (`params`: name -> the model's), and its AdamW moments, has its model parameter's
+    shape; the saved optimizer has the model's parameter groups."""
+    saved_groups = meta["optimizer"]["param_groups"]
+    if len(saved_groups) != len(optimizer.param_groups):
+        raise InputError(f"its optimizer has {len(saved_groups)} parameter groups, the model's {len(optimizer.param_groups)}",
+                         path)
+    expected = {f"param.{name}": param for name, param in params.items()}
+    for saved, group in zip(saved_groups, optimizer.param_groups):
+        pids = saved.get("params") if isinstance(saved, dict) else None
+        if not isinstance(pids, list) or len(pids) != len(group["params"]):
+            raise InputError("its optimizer's parameter groups do not match the model's", path)
+        expected.update({f"optim.{pid}.{key}": param for pid, param in zip(pids, group["params"])
+                         for key in ("exp_avg", "exp_avg_sq")})
+    for key, param in expected.items():
+        if key in tensors and tuple(tensors[key].shape) != tuple(param.shape):
+            raise InputError(f"{key} has shape {tuple(tensors[key].shape)}, the model's is {tuple(param.shape)}", path)
+
+
+def _check_rng(states: dict, path: Path) -> None:
+    """Set the saved RNG states once (torch, numpy and Python check them), then put the current ones back."""
+    current = rng_states()
+    try:
+        set_rng_states(states)
+    except Exception as exc:
+        raise InputError(f"its RNG states are damaged ({type(exc).__name__})", path) from None
+    finally:
+        set_rng_states(current)
 
 
 def read_run_config(out: str | Path) -> dict:
@@ -131,20 +212,34 @@ def read_run_config(out: str | Path) -> dict:
     path = Path(out) / CONFIG_FILE
     if not path.is_file():
         raise UsageError(f"nothing to resume: {path} does not exist")
+    config = _parse_json(_read_text(path), path, "the run config")
+    if not isinstance(config, dict):
+        raise InputError("the run config is not a JSON object", path)
+    return config
+
+
+def _read_text(path: Path) -> str:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
-        raise InputError("run config is not valid JSON", path) from None
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not UTF-8 text (byte {exc.start})", path) from None
 
 
 def read_metrics(path: Path) -> list[dict]:
-    """Records of a metrics.jsonl file (a torn last line from a killed run is dropped)."""
+    """Records of a metrics.jsonl file (a torn last line from a killed run is dropped); InputError for a file
+    that is not text, a damaged line before the last, or a record that is not an object with a numeric step."""
     if not path.is_file():
         return []
+    lines = _read_text(path).splitlines()
     records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for number, line in enumerate(lines, 1):
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
+            record = json.loads(line)
+        except (json.JSONDecodeError, RecursionError):
+            if number == len(lines):
+                break  # torn by a kill
+            raise InputError(f"line {number} is not valid JSON", path) from None
+        if not isinstance(record, dict) or not isinstance(record.get("step", 0), (int, float)):
+            raise InputError(f"line {number} is not a metrics record (a JSON object with a numeric step)", path)
+        records.append(record)
     return records
