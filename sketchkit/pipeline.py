@@ -276,17 +276,17 @@ def key_hash(key: str) -> int:
 
 
 def _stored_keys(paths: Sequence[Path]) -> np.ndarray:
-    """Sorted 64-bit hashes of the sketch names stored in columnar results files."""
-    import h5py
+    """Sorted 64-bit hashes of the sketch names stored in columnar results files (read through io/h5check.py)."""
+    from .io.h5check import open_h5, read_array
 
     hashes = []
     for path in paths:
-        with h5py.File(path, "r") as h5:
+        with open_h5(path) as h5:
             group = h5.get("sketches")
             if group is None or "name_text" not in group:
                 continue
-            text = group["name_text"][()].tobytes()
-            ends = np.concatenate([[0], np.cumsum(group["name_length"][()].astype(np.int64))])
+            text = read_array(group, "name_text", path, kind="int", ndim=1).tobytes()
+            ends = np.concatenate([[0], np.cumsum(read_array(group, "name_length", path, kind="int", ndim=1).astype(np.int64))])
             hashes.append(np.fromiter((key_hash(text[a:b].decode("utf-8", "surrogateescape"))
                                        for a, b in zip(ends[:-1], ends[1:])), dtype=np.uint64, count=len(ends) - 1))
     return np.unique(np.concatenate(hashes)) if hashes else np.zeros(0, dtype=np.uint64)
