@@ -680,7 +680,8 @@ class _ColumnarReader:
         self.g = g = h5["sketches"]
         self.count = int(read_floats_attr(h5, "num_sketches", 1, path)[0]) if "num_sketches" in h5.attrs else 0
         self.scores = decode_text(h5.attrs.get("scores", "none"))
-        self.size = check_map_size(float(h5.attrs.get("map_size", 1)), path, "/")
+        size = read_floats_attr(h5, "map_size", 1, path)[0] if "map_size" in h5.attrs else 1
+        self.size = check_map_size(size, path, "/ map_size")
         if self.count == 0:
             return
         required = ["num_strokes", "num_labels", "stroke_points", "points", "labels", "classes", "models", "scorings",
