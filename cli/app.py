@@ -12,6 +12,7 @@ import contextlib
 import os
 import signal
 import sys
+import threading
 
 import typer
 
@@ -81,14 +82,21 @@ def sigterm_as_interrupt():
     in the main thread, so every command unwinds from it like from Ctrl-C: the file being written is
     abandoned (its temp file removed, an older output kept) and the command exits 130 with one line.
 
-    A signal that lands in code whose exceptions Python ignores (a weakref callback, `__del__`) would be
-    lost: the unraisable-exception hook sees it go and sends the signal again."""
+    A signal that lands in code whose exceptions Python ignores (a weakref callback, a generator closed by
+    the garbage collector) would be lost: the unraisable-exception hook sees it go and has it sent again a
+    moment later, from a thread (raised inside the hook, it would be ignored too)."""
+    active = threading.Event()
+
     def interrupt(signum, frame):
         raise KeyboardInterrupt(f"signal {signum}")
 
+    def resend() -> None:
+        if active.is_set():
+            os.kill(os.getpid(), signal.SIGTERM)
+
     def resend_lost_interrupt(unraisable):
         if isinstance(unraisable.exc_value, KeyboardInterrupt):
-            signal.raise_signal(signal.SIGTERM)
+            threading.Timer(0.05, resend).start()
         else:
             previous_hook(unraisable)
 
@@ -98,9 +106,11 @@ def sigterm_as_interrupt():
         yield
         return
     previous_hook, sys.unraisablehook = sys.unraisablehook, resend_lost_interrupt
+    active.set()
     try:
         yield
     finally:
+        active.clear()
         signal.signal(signal.SIGTERM, previous)
         sys.unraisablehook = previous_hook
 

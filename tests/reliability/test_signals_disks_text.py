@@ -312,7 +312,7 @@ def _mount_tmpfs(folder: Path) -> None:
         pytest.skip(f"cannot mount a tmpfs here: {result.stderr.decode(errors='replace').strip()}")
 
 
-def test_real_full_tmpfs(tmp_path):
+def test_real_full_tmpfs(tmp_path, capsys):
     disk = tmp_path / "disk"
     _mount_tmpfs(disk)
     try:
@@ -321,9 +321,9 @@ def test_real_full_tmpfs(tmp_path):
         inputs.mkdir()
         for i in range(40):
             write(inputs / f"s{i:02d}.json", scene())
-        code, _, err = _cli("convert", inputs / "s00.json", disk / "s.h5")  # refused before HDF5 starts
+        code, _, err = run(capsys, "convert", inputs / "s00.json", disk / "s.h5")  # refused before HDF5 starts
         assert code == 2 and len(err) == 1 and err[0].startswith(f"Error: {disk}: no space left on device"), err
-        code, _, err = _cli("segment", inputs, *ORACLE, "--out", disk / "seg", "--format", "svg,json,png", "-q")
+        code, _, err = run(capsys, "segment", inputs, *ORACLE, "--out", disk / "seg", "--format", "svg,json,png", "-q")
         assert code == 2 and len(err) == 1 and "no space left on device" in err[0], err
         assert leftovers(disk) == [] and sorted(os.listdir(disk)) == ["filler", "seg"]
         stems = [p.stem for p in (disk / "seg").iterdir()]
@@ -336,6 +336,9 @@ def test_real_full_tmpfs(tmp_path):
 
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+INTERRUPTED = (130, -signal.SIGINT)
+"""Exit statuses of an interrupted command: 130, or (when the signal landed in code Python ran from a string,
+which leaves CPython's "unhandled KeyboardInterrupt" mark set) death by SIGINT, which a shell reports as 130 too."""
 
 
 def _cli(*args) -> tuple[int, str, list[str]]:
@@ -360,12 +363,12 @@ def _wait_for(process: subprocess.Popen, ready, timeout: float = 120) -> None:
 
 @pytest.fixture(scope="module")
 def many(tmp_path_factory) -> Path:
-    """40 scenes of 400 strokes: a few seconds of `segment --model oracle` with png and h5 outputs."""
+    """12 scenes of 400 strokes: a few seconds of `segment --model oracle` with png and h5 outputs."""
     folder = tmp_path_factory.mktemp("many")
     rng = np.random.default_rng(0)
     rows = np.concatenate([rng.uniform(-3, 3, (2000, 2)), (np.arange(2000) % 5 == 4)[:, None]], axis=1)
     rows[0, :2] = [500, 500]
-    for i in range(40):
+    for i in range(12):
         write(folder / f"s{i:02d}.json", scene(["tree", "house"], img_w=1000, img_h=1000,
                                                object_divisions=[0, 200, 400], scene_strokes=rows.tolist()))
     return folder
@@ -389,17 +392,16 @@ def test_segment_stopped_at_a_random_point_then_skip_existing_finishes(many, tmp
     time.sleep(random.uniform(0.0, 0.5))
     process.send_signal(how)
     _, err = process.communicate(timeout=60)
-    if process.returncode == 0:
-        pytest.skip("segment finished before the signal")
+    assert process.returncode != 0, "the signal came with 11 of 12 scenes to go: it must stop the run"
     if how == signal.SIGTERM:
-        assert process.returncode == 130 and err.strip().splitlines()[-1] == "Interrupted", err[-2000:]
+        assert process.returncode in INTERRUPTED and err.strip().splitlines()[-1] == "Interrupted", err[-2000:]
         assert not leftovers(out), "no temp or claim file after SIGTERM"
         _complete_sets(out, SEGMENT_FORMATS)
     else:
         assert process.returncode == -signal.SIGKILL
     code, _, lines = _cli(*args, "--skip-existing")
     assert code == 0, lines
-    assert _complete_sets(out, SEGMENT_FORMATS) == {f"s{i:02d}" for i in range(40)}
+    assert _complete_sets(out, SEGMENT_FORMATS) == {f"s{i:02d}" for i in range(12)}
     assert not leftovers(out)
 
 
@@ -413,7 +415,7 @@ def test_eval_sigterm_exits_130_and_removes_its_temp_file(many, tmp_path):
     _, err = process.communicate(timeout=60)
     if process.returncode == 0:
         pytest.skip("eval finished before the signal")
-    assert process.returncode == 130 and "Traceback" not in err, err[-2000:]
+    assert process.returncode in INTERRUPTED and "Traceback" not in err, err[-2000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == [], "neither the predictions nor their temp file"
     code, _, lines = _cli(*args)
     assert code == 0 and saved.exists(), lines
