@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from rich.text import Text
 
+from sketchkit.text import printable
+
 from ._options import stderr
 
 HINT_FLAGS = {
@@ -27,6 +29,10 @@ HINT_FLAGS = {
 """The CLI's words for the library's error hints (sketchkit.errors.HINTS): flags to use."""
 
 
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM stopped a command that says in its own words (args[0], a line) what is kept (exit 130)."""
+
+
 def hinted(text: str, hint: str | None) -> str:
     """`text` plus, in brackets, the flags that address `hint` (a key of sketchkit.errors.HINTS)."""
     return f"{text} ({HINT_FLAGS[hint]})" if hint in HINT_FLAGS else text
@@ -34,7 +40,7 @@ def hinted(text: str, hint: str | None) -> str:
 
 def error_line(exc: BaseException) -> str:
     """The one line an error prints as: the library's message plus the flags that address its hint."""
-    text = " ".join(str(exc).split()) or type(exc).__name__  # one line, whatever the message holds
+    text = printable(" ".join(str(exc).split())) or type(exc).__name__  # one line, whatever the message holds
     return hinted(text, getattr(exc, "hint", None))
 
 

@@ -1,21 +1,25 @@
 """The `sketchkit` command: this file only assembles commands and decides exit codes.
 
 Errors: the library raises SketchkitError subclasses; `main()` prints one red line to stderr and
-exits 2 for bad input or usage, 1 for anything else, 130 on Ctrl-C. `--debug` or
+exits 2 for bad input or usage (a full disk, a read-only output folder too), 1 for anything else,
+130 on Ctrl-C or SIGTERM. `--debug` or
 SKETCHKIT_DEBUG=1 shows the traceback.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
+import threading
 
 import typer
 
 from sketchkit import __version__
 
 from . import bench, convert, doctor, evaluate, h5, labels, raster, segment, serve, train
-from ._errors import print_error
+from ._errors import Interrupted, print_error
 from ._options import stderr
 
 app = typer.Typer(
@@ -72,13 +76,74 @@ def _usage_errors() -> tuple[type, ...]:
     return tuple(kinds)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Console entry point: run the app, turning known failures into one line and an exit code."""
-    from sketchkit.errors import SketchkitError
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """Turn SIGTERM (kill, a scheduler's pre-emption, torchrun stopping its workers) into KeyboardInterrupt
+    in the main thread, so every command unwinds from it like from Ctrl-C: the file being written is
+    abandoned (its temp file removed, an older output kept) and the command exits 130 with one line.
+
+    A signal that lands in code whose exceptions Python ignores (a weakref callback, a generator closed by
+    the garbage collector) would be lost: the unraisable-exception hook sees it go and has it sent again a
+    moment later, from a thread (raised inside the hook, it would be ignored too)."""
+    active = threading.Event()
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    def resend() -> None:
+        if active.is_set():
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def resend_lost_interrupt(unraisable):
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            threading.Timer(0.05, resend).start()
+        else:
+            previous_hook(unraisable)
 
     try:
-        result = app(args=argv, standalone_mode=False)
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread (main() called from a thread): leave signals alone
+        yield
+        return
+    previous_hook, sys.unraisablehook = sys.unraisablehook, resend_lost_interrupt
+    active.set()
+    try:
+        yield
+    finally:
+        active.clear()
+        signal.signal(signal.SIGTERM, previous)
+        sys.unraisablehook = previous_hook
+
+
+def _escape_unencodable_output() -> None:
+    """Print what the terminal cannot encode (a file name's lone surrogates) as escapes, never fail on it."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="backslashreplace")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: run the app, turning known failures into one line and an exit code."""
+    from sketchkit.errors import SketchkitError, as_sketchkit_error
+
+    _escape_unencodable_output()
+    try:
+        with sigterm_as_interrupt():
+            result = app(args=argv, standalone_mode=False)
+        if result == 130:  # Typer's answer to KeyboardInterrupt (Ctrl-C, SIGTERM)
+            stderr.print("Interrupted", style="yellow", highlight=False)
         return result if isinstance(result, int) else 0  # typer.Exit(code) comes back as a return value
+    except Interrupted as exc:
+        stderr.print(exc.args[0], highlight=False, soft_wrap=True)
+        return 130
+    except OSError as exc:  # a full disk, a read-only folder, a link loop the code before did not name
+        mapped = as_sketchkit_error(exc)
+        if mapped is None:
+            return _unexpected(exc)
+        if _debug():
+            stderr.print_exception()
+        print_error(mapped)
+        return mapped.exit_code
     except SketchkitError as exc:
         if _debug():
             stderr.print_exception()
@@ -96,14 +161,20 @@ def main(argv: list[str] | None = None) -> int:
         exc.show()
         return getattr(exc, "exit_code", 2) or 2
     except Exception as exc:  # anything unexpected
-        if _debug():
-            stderr.print_exception()
-        print_error(RuntimeError(f"unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)"))
-        return 1
+        return _unexpected(exc)
+
+
+def _unexpected(exc: Exception) -> int:
+    if _debug():
+        stderr.print_exception()
+    print_error(RuntimeError(f"unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)"))
+    return 1
 
 
 def run() -> None:
-    sys.exit(main())
+    code = main()
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the work is done: a late SIGTERM must not change the exit code
+    sys.exit(code)
 
 
 if __name__ == "__main__":

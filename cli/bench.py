@@ -80,7 +80,7 @@ def bench(
     options = BenchOptions(
         backbone=backbone or DEFAULT_BACKBONE, weights=str(weights) if weights else None, random_weights=random_weights,
         device=device, batches=_batches(batches), dtype=dtype, compile=compile, compile_mode=compile_mode,
-        compile_backend=compile_backend, data=tuple(data or ()), labels=tuple(parse_labels(labels)) if labels else None,
+        compile_backend=compile_backend, data=tuple(data or ()), labels=tuple(parse_labels(labels)) if labels is not None else None,
         limit=limit, pipeline_batch=batch_size, pipeline_compile=pipeline_compile, min_sketches=min_sketches,
         repeats=repeats, sections=tuple(s.strip().lower() for s in sections.split(",") if s.strip()),
         tune_malloc=tune_malloc, serve_repeats=serve_repeats,

@@ -66,7 +66,7 @@ def segment(
     from sketchkit.pipeline import InputWalk, SegmentJob, parse_formats
     from sketchkit.render import Palette
 
-    policy = LabelPolicy.for_segment(parse_labels(labels) if labels else None, caption,
+    policy = LabelPolicy.for_segment(parse_labels(labels) if labels is not None else None, caption,
                                      load_vocabulary(vocab) if vocab else None)
     job = SegmentJob(inputs=list(inputs), out=out, formats=parse_formats(formats), labels=policy, threshold=threshold,
                      batch_size=batch_size, top_k=top_k, palette=Palette.from_spec(palette), csv_per=csv_per,
@@ -93,7 +93,7 @@ def _run(job, shard, files: int, quiet: bool, spec, build_segmenter) -> None:
     from sketchkit.pipeline import STREAMED_SUFFIXES, run_segment
 
     segmenter = build_segmenter(spec)
-    announce_model(segmenter, quiet or not shard.is_main)
+    announced = quiet or not shard.is_main  # said before the first result: a lone bad input prints one line
     table = Table(title="sketchkit segment" + (f" (rank {shard.rank} of {shard.world})" if shard.distributed else ""))
     for column in ("file", "strokes", "labels found", "outputs"):
         table.add_column(column, overflow="fold")
@@ -108,7 +108,11 @@ def _run(job, shard, files: int, quiet: bool, spec, build_segmenter) -> None:
             label = f"{outcome.path}#{outcome.name}" if outcome.name else str(outcome.path)
             if outcome.error is not None:
                 print_error(outcome.error)
-            elif quiet:
+                continue
+            if not announced:
+                announce_model(segmenter)
+                announced = True
+            if quiet:
                 for p in outcome.outputs:
                     stdout.print(cell(p), highlight=False, soft_wrap=True)
             elif rows < MAX_TABLE_ROWS and not shard.distributed:
@@ -131,7 +135,7 @@ def _run(job, shard, files: int, quiet: bool, spec, build_segmenter) -> None:
                           + (f" ({shard.world} processes)" if shard.distributed else "")), highlight=False)
     if shard.is_main and job.out_h5 is not None and not quiet:
         stderr.print(Text(f"results file: {job.out_h5}"), highlight=False)
-    if totals["failed"] and shard.is_main:
+    if totals["failed"] and shard.is_main and shown > 1:  # one input: its Error line says it all
         stderr.print(Text(f"{totals['failed']} of {shown} input(s) could not be segmented"), highlight=False)
     if totals["failed"]:
         raise typer.Exit(2)

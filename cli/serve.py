@@ -49,7 +49,7 @@ def serve(
     warning = host_warning(host)
     if warning:
         stderr.print(Text.assemble(("Warning:", "yellow"), " ", warning), highlight=False, soft_wrap=True)
-    policy = LabelPolicy.for_segment(parse_labels(labels) if labels else None, caption,
+    policy = LabelPolicy.for_segment(parse_labels(labels) if labels is not None else None, caption,
                                      load_vocabulary(vocab) if vocab else None)
     folder = AnnotationFolder(annotate) if annotate is not None else None
     sock = bind(host, port)  # before the model loads: a busy port fails at once

@@ -19,8 +19,6 @@ is the number of sketches per optimizer step (over all processes and accumulatio
 
 from __future__ import annotations
 
-import signal
-from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
 from typing import Annotated, Optional
@@ -28,7 +26,7 @@ from typing import Annotated, Optional
 import typer
 from rich.text import Text
 
-from ._errors import hinted
+from ._errors import Interrupted, hinted
 from ._options import OverwriteOpt, QuietOpt, WeightsOpt, progress, stderr, stdout
 
 BackboneFlag = Annotated[Optional[str], typer.Option("--backbone", help="Backbone config: ViT-B-16 (default) or tiny-random (random weights, tests/demos).")]
@@ -85,12 +83,11 @@ def train(
 
     settings = _settings(config, {f.name: given[f.name] for f in fields(TrainConfig) if f.name in given}, last_layer_only)
     bars = _Bars(quiet)
-    with bars, _sigterm_as_interrupt():
+    with bars:
         try:
             report = run_training(settings, bars)
         except KeyboardInterrupt:
-            _say_interrupted(Path(settings.out))
-            raise
+            raise Interrupted(_interrupted_line(Path(settings.out))) from None
     stdout.print(Text(str(report.best_path) if quiet else _summary(report)), highlight=False, soft_wrap=True)
 
 
@@ -132,34 +129,13 @@ def _settings(config: Path | None, flags: dict, last_layer_only: bool):
     return config_from_dict(flags, config_from_dict(saved, source=f"{flags['out']}/config.json"), source="options")
 
 
-def _say_interrupted(out: Path) -> None:
+def _interrupted_line(out: Path) -> Text:
     from sketchkit.training import STATE_FILE
 
     if (out / STATE_FILE).is_file():
-        line = Text.assemble(("Training interrupted;", "yellow"), f" the last checkpoint in {out} is kept: continue with "
-                             f"`sketchkit train --out {out} --resume`")
-    else:
-        line = Text.assemble(("Training interrupted", "yellow"), f" before its first checkpoint: nothing in {out} to resume")
-    stderr.print(line, highlight=False, soft_wrap=True)
-
-
-@contextmanager
-def _sigterm_as_interrupt():
-    """Turn SIGTERM (kill, a scheduler's pre-emption, torchrun stopping its workers) into KeyboardInterrupt
-    while training, so an interrupted run unwinds like Ctrl-C: a checkpoint being written is abandoned (its
-    temp file removed, the previous one kept), and the command exits 130 with one line."""
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    try:
-        previous = signal.signal(signal.SIGTERM, interrupt)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+        return Text.assemble(("Training interrupted;", "yellow"), f" the last checkpoint in {out} is kept: continue "
+                             f"with `sketchkit train --out {out} --resume`")
+    return Text.assemble(("Training interrupted", "yellow"), f" before its first checkpoint: nothing in {out} to resume")
 
 
 class _Bars:

@@ -19,13 +19,13 @@ The order is the partition file's order. A name leading outside the dataset fold
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from sketchkit.errors import InputError, UsageError
 from sketchkit.io import SUPPORTED_SUFFIXES, read_sketch
+from sketchkit.io.jsontext import load_json
 from sketchkit.io.limits import read_bytes_limited
 from sketchkit.types import Sketch
 
@@ -77,9 +77,10 @@ def load_partitions(folder: str | os.PathLike) -> dict[str, list[str]]:
                          "(leave out the split to use every sketch in it)", folder)
     data = read_bytes_limited(partition_path)
     try:
-        table = json.loads(data.decode("utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise InputError(f"not valid JSON ({getattr(exc, 'msg', type(exc).__name__)})", partition_path) from None
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InputError("not valid JSON (UnicodeDecodeError)", partition_path) from None
+    table = load_json(text, partition_path)
     if not isinstance(table, dict) or not all(
             isinstance(names, list) and all(isinstance(n, str) for n in names) for names in table.values()):
         raise InputError('expected an object of lists of names: {"train": [...], "val": [...], "test": [...]}',

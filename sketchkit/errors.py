@@ -11,6 +11,12 @@ well from Python. `hint` names what the user can change (a key of `HINTS`: "labe
 
 from __future__ import annotations
 
+import errno
+import os
+import re
+
+from .text import printable
+
 HINTS = ("labels", "weights", "adapter", "backbone", "overwrite", "device", "threshold", "vocabulary", "pickle", "compile",
          "data", "captions", "validation", "resume")
 """What a hint may name; the CLI has a flag text for each (cli/_errors.py HINT_FLAGS)."""
@@ -35,7 +41,7 @@ class InputError(SketchkitError):
 
     def __init__(self, message: str, path: object | None = None, *, hint: str | None = None):
         self.path = None if path is None else str(path)
-        super().__init__(f"{self.path}: {message}" if self.path else message, hint=hint)
+        super().__init__(f"{printable(self.path)}: {message}" if self.path else message, hint=hint)
 
 
 class UsageError(SketchkitError):
@@ -54,3 +60,42 @@ class TrainingError(SketchkitError):
     """Training cannot go on with these settings and data (a non-finite loss): exit 2, nothing bad saved."""
 
     exit_code = 2
+
+
+class OutputError(SketchkitError):
+    """An output could not be written: the disk is full, a quota or file-size limit is reached, the
+    filesystem is read-only or the folder is not writable (exit 2; no partial file is left)."""
+
+    exit_code = 2
+
+
+OUTPUT_ERRNOS = frozenset(getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EFBIG", "EROFS", "EACCES", "EPERM")
+                          if hasattr(errno, name))
+"""OSError numbers that mean "cannot write here" rather than a bug: they become OutputError."""
+
+PATH_ERRNOS = frozenset(getattr(errno, name) for name in ("ELOOP", "ENAMETOOLONG", "ENOTDIR") if hasattr(errno, name))
+"""OSError numbers that mean a path cannot be used as given (symbolic link loop, name too long)."""
+
+_HDF5_ERRNO = re.compile(r"errno = (\d+)")
+
+
+def os_errno(exc: BaseException) -> int | None:
+    """The errno of an OSError, also when a library only names it in the message (h5py: 'errno = 28')."""
+    if not isinstance(exc, OSError):
+        return None
+    if exc.errno is not None:
+        return exc.errno
+    found = _HDF5_ERRNO.search(str(exc))
+    return int(found.group(1)) if found else None
+
+
+def as_sketchkit_error(exc: BaseException, path: object | None = None) -> SketchkitError | None:
+    """The one-line error an operating-system failure stands for (disk full, read-only, link loop, name
+    too long, ...), naming `path` (else the file the error names); None when it is no such failure."""
+    number = os_errno(exc)
+    if number not in OUTPUT_ERRNOS | PATH_ERRNOS:
+        return None
+    where = path if path is not None else getattr(exc, "filename", None)
+    reason = os.strerror(number).lower()
+    kind = OutputError if number in OUTPUT_ERRNOS else InputError
+    return kind(f"{printable(where)}: {reason}" if where is not None else reason)

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
-from sketchkit.errors import UsageError
+from sketchkit.errors import OutputError, UsageError, as_sketchkit_error
 
 _TEXT_MODES = {"w", "wt", "w+", "w+t"}
 _BINARY_MODES = {"wb", "w+b", "wb+"}
@@ -46,7 +46,51 @@ def _same_file(a: Path, b: Path) -> bool:
             return True
     except OSError:
         pass  # one of them does not exist yet: compare names instead
-    return a.resolve() == b.resolve()
+    try:
+        return a.resolve() == b.resolve()
+    except (OSError, RuntimeError):  # a symbolic link loop (RuntimeError before Python 3.13): names no file
+        return False
+
+
+NAME_MAX = 255
+"""Longest file name (in bytes) most filesystems take."""
+NAME_ROOM = 32
+"""Bytes `fit_name` leaves for what is added to a base name: a suffix (.masks), a temp or claim mark."""
+
+
+def fit_name(name: str, room: int = NAME_ROOM) -> str:
+    """`name`, or when it would leave less than `room` bytes of the NAME_MAX a file name may have, its
+    start plus `~` and 16 hex digits of its SHA-256: short enough, stable, and distinct for distinct names."""
+    import hashlib
+
+    raw = name.encode("utf-8", "surrogateescape")
+    if len(raw) + room <= NAME_MAX:
+        return name
+    digest = hashlib.sha256(raw).hexdigest()[:16]
+    start = raw[:NAME_MAX - room - len(digest) - 1].decode("utf-8", "ignore")  # never half a character
+    return f"{start}~{digest}"
+
+
+def temp_prefix(target: Path) -> str:
+    """The name start of `target`'s temporary files (`.{name}.tmp-`), short enough for any target name."""
+    return f".{fit_name(target.name, 24)}.tmp-"
+
+
+FREE_SPACE_MARGIN = 1 << 20
+"""Bytes `check_free_space` wants free beyond a write's estimated size."""
+
+
+def check_free_space(folder: str | os.PathLike, needed: int) -> None:
+    """OutputError when the filesystem of `folder` has less than `needed` + FREE_SPACE_MARGIN bytes free for
+    this user: checked before large writes (HDF5), which must not meet a full disk half-way."""
+    try:
+        stats = os.statvfs(folder)
+    except (OSError, AttributeError):  # no statvfs (Windows) or an unusual filesystem: the write will tell
+        return
+    free = stats.f_bavail * stats.f_frsize
+    if free < needed + FREE_SPACE_MARGIN:
+        raise OutputError(f"{folder}: no space left on device (about {(needed + FREE_SPACE_MARGIN) / 2**20:.1f} MiB "
+                          f"needed, {free / 2**20:.1f} MiB free)")
 
 
 def _check_target(path: Path, overwrite: bool) -> None:
@@ -150,7 +194,13 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[
     """
     target = Path(path)
     _check_target(target, overwrite)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=temp_prefix(target), dir=target.parent)
+    except OSError as exc:
+        mapped = as_sketchkit_error(exc, target)
+        if mapped is None:
+            raise
+        raise mapped from exc
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -160,9 +210,11 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[
         os.chmod(tmp, _default_file_mode())
         _fsync_file(tmp)
         _publish(tmp, target, overwrite)
-    except BaseException:
+    except BaseException as exc:  # Ctrl-C, SIGTERM, a full disk, a bug: the temp file goes
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        if isinstance(exc, OSError) and (mapped := as_sketchkit_error(exc, target)) is not None:
+            raise mapped from exc
         raise
     fsync_dir(target.parent)
 
@@ -172,7 +224,8 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", *, overwrite: bool =
                  encoding: str = "utf-8") -> Iterator[IO]:
     """Open a temp file beside `path` for writing; on success it replaces `path` atomically.
 
-    mode: "wb" (binary, default) or "w" (text, `encoding`, "\\n" newlines untranslated).
+    mode: "wb" (binary, default) or "w" (text, `encoding`, "\\n" newlines untranslated; a lone surrogate,
+    which only a file name can bring, is written as its escape, e.g. `\\udcff`).
     overwrite=False raises UsageError when `path` exists (checked before writing and again,
     race-free where hard links work, when publishing). On any exception inside the block the temp
     file is deleted and the existing target, if any, keeps its old content.
@@ -181,7 +234,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", *, overwrite: bool =
         raise UsageError(f"atomic_write supports modes 'w' and 'wb', not {mode!r}")
     with atomic_path(path, overwrite=overwrite) as tmp:
         if mode in _TEXT_MODES:
-            f = open(tmp, mode, encoding=encoding, newline="")
+            f = open(tmp, mode, encoding=encoding, newline="", errors="backslashreplace")
         else:
             f = open(tmp, mode)
         with f:

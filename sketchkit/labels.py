@@ -24,7 +24,6 @@ without any downloaded NLP model:
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -149,10 +148,13 @@ def load_vocabulary(path: str | Path | None = None) -> list[str]:
 
 def load_mapping(path: Path) -> dict[str, str]:
     """A JSON object name->name, or one nested one level (FrISS's {"friss_to_qd": {...}})."""
+    from .io.jsontext import load_json
+
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read name mapping: {exc}", path) from None
+    data = load_json(text, path)
     if isinstance(data, dict) and len(data) == 1 and isinstance(next(iter(data.values())), dict):
         data = next(iter(data.values()))
     if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):

@@ -29,6 +29,7 @@ csv/coco summaries, and rank 0 merges the parts when every rank is done.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import time
@@ -40,7 +41,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from .errors import SketchkitError, UsageError
-from .files import check_output_path, claim_outputs, claim_path
+from .files import check_output_path, claim_outputs, claim_path, fit_name, temp_prefix
 from .inference.engine import Engine, Timings
 from .inference.policy import LabelPolicy
 from .inference.shard import Shard
@@ -97,8 +98,9 @@ def unique_bases(names: Sequence[str], reserved: Sequence[str] = ()) -> dict[str
     every other's and from `reserved` (sub-folder names, whose outputs share the output folder).
 
     The stem when no other input of the folder has it (scene.svg -> scene), else the full name
-    (scene.svg, scene.json), then `name~2`, `name~3`, ... while taken. Decided in sorted name order, so
-    the same folder always gives the same names."""
+    (scene.svg, scene.json), then `name~2`, `name~3`, ... while taken; a name too long for the
+    filesystem is cut and given a hash (`fit_name`). Decided in sorted name order, so the same folder
+    always gives the same names."""
     distinct = sorted(set(names))
     stems = Counter(Path(n).stem for n in distinct)
     taken = set(reserved)
@@ -106,14 +108,14 @@ def unique_bases(names: Sequence[str], reserved: Sequence[str] = ()) -> dict[str
     for name in distinct:
         stem = Path(name).stem
         multi = Path(name).suffix.lower() in MULTI_DRAWING_SUFFIXES
-        candidates = ([stem] if stems[stem] == 1 and stem else []) + [name]
+        candidates = [fit_name(c) for c in ([stem] if stems[stem] == 1 and stem else []) + [name]]
         chosen, k = None, 2
         while chosen is None:
             for candidate in candidates:
                 if not _output_names(candidate, multi) & taken:
                     chosen = candidate
                     break
-            candidates = [f"{name}~{k}"]
+            candidates = [fit_name(f"{name}~{k}")]
             k += 1
         taken |= _output_names(chosen, multi)
         out[name] = chosen
@@ -139,12 +141,16 @@ class InputWalk:
         self.arguments = [Path(a) for a in arguments]
         self.out = Path(out)
         for argument in self.arguments:
-            if not argument.exists():
-                from .errors import InputError
+            try:
+                os.stat(argument)
+            except OSError as exc:  # missing, a link loop, a name too long
+                from .errors import InputError, as_sketchkit_error
 
-                raise InputError("not found", argument)
+                raise as_sketchkit_error(exc, argument) or InputError("not found", argument) from None
         self.single = (len(self.arguments) == 1 and not self.arguments[0].is_dir()
                        and self.out.suffix.lower() in FORMAT_SUFFIX.values())
+        if not self.single and self.out.exists() and not self.out.is_dir():
+            raise UsageError(f"output folder {self.out} exists and is not a folder")
         folders = [a if a.is_dir() else a.parent for a in self.arguments]
         absolute = [os.path.abspath(f) for f in folders]
         self.root = Path(os.path.commonpath(absolute)) if absolute else Path.cwd()
@@ -511,8 +517,9 @@ def run_segment(job: SegmentJob, segmenter, *, timings: Timings | None = None, s
                         if store is not None:
                             store.add(outcome.result, key(drawing), (drawing.unit, drawing.index))
                     except BaseException:
+                        _remove_outputs(targets(drawing))  # Ctrl-C, a full disk: no partial set stays
                         if claim is not None:
-                            claim.release(complete=False)  # a partial set: the claim file marks it
+                            claim.release(complete=True)
                         raise
                     if claim is not None:
                         claim.release(complete=True)
@@ -605,7 +612,7 @@ def _remove_temp_files(outputs: Sequence[Path]) -> None:
     """The temporary files a killed writer left beside outputs whose claim we now hold (sketchkit.files
     names them `.<name>.tmp-XXXXXXXX`)."""
     for target in outputs:
-        for leftover in target.parent.glob(f".{glob_escape(target.name)}.tmp-*"):
+        for leftover in target.parent.glob(glob_escape(temp_prefix(target)) + "*"):
             try:
                 if leftover.is_dir() and not leftover.is_symlink():
                     import shutil
@@ -615,6 +622,19 @@ def _remove_temp_files(outputs: Sequence[Path]) -> None:
                     leftover.unlink()
             except OSError:
                 pass
+
+
+def _remove_outputs(outputs: Sequence[Path]) -> None:
+    """Remove what a failed write of one output set (held under our claim) left: its files and temp files."""
+    import shutil
+
+    for target in outputs:
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                target.unlink()
+    _remove_temp_files(outputs)
 
 
 def glob_escape(name: str) -> str:

@@ -13,6 +13,7 @@ from sketchkit.errors import InputError, UsageError
 from sketchkit.files import atomic_write_bytes
 from sketchkit.raster import DEFAULT_MARGIN, render_rgb
 from sketchkit.results import label_counts, source_name
+from sketchkit.text import printable
 from sketchkit.types import BACKGROUND, Raster, SegmentResult, Sketch, Transform
 
 PNG_SIZE = 512
@@ -92,13 +93,13 @@ class Palette:
 
 
 def _read_named_colors(path: Path) -> dict[str, str]:
-    import json
-
     from sketchkit.io.limits import read_bytes_limited
 
+    from sketchkit.io.jsontext import load_json
+
     try:
-        doc = json.loads(read_bytes_limited(path, 1 << 20).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        doc = load_json(read_bytes_limited(path, 1 << 20).decode("utf-8"), path)
+    except UnicodeDecodeError as exc:
         raise InputError(f"the palette is not a JSON object of label: colour ({type(exc).__name__})", path) from None
     if not isinstance(doc, dict):
         raise InputError("the palette must be a JSON object mapping labels to colours", path)
@@ -160,8 +161,8 @@ def _drawable(text: str, font) -> str:
 
 
 def _fit(draw, text: str, font, width: float) -> str:
-    """`text` cut with '...' so that it is at most `width` px wide."""
-    text = _drawable(text, font)
+    """`text` cut with '...' so that it is at most `width` px wide (one line: control characters escaped)."""
+    text = _drawable(printable(text), font)
     if draw.textlength(text, font=font) <= width:
         return text
     while text and draw.textlength(text + "...", font=font) > width:

@@ -289,7 +289,7 @@ def test_segment_single_bad_file_and_strict(corpus, untouched, tmp_path, capsys)
     assert code == 2 and "Traceback" not in err
     errors = _error_lines(err)
     assert len(errors) == 1 and errors[0].startswith(f"Error: {bad}: ") and "DTD" in errors[0], err
-    assert "1 of 1 input(s) could not be segmented" in err
+    assert _lines(err) == errors, "one bad input: its Error line only"
     # --strict: the first bad file stops the run with its own line as the last one
     code, _, err = run(capsys, "segment", EXAMPLES[0], bad, EXAMPLES[1], *SEGMENT, "--out", tmp_path / "strict", "--strict")
     assert code == 2 and "Traceback" not in err

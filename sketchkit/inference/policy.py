@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 from ..errors import InputError, UsageError
+from ..text import check_text
 from ..types import Sketch
 
 SOURCES = ("fixed", "ground-truth", "caption")
@@ -41,6 +42,9 @@ class LabelPolicy:
             raise ValueError(f"unknown label source(s) {unknown or '(none)'}; choose from {SOURCES}")
         if "fixed" in self.sources and not self.names:
             raise UsageError("the label list is empty", hint="labels")
+        for name in self.names:
+            check_text(name, "the label", UsageError)
+        check_text(self.caption, "the caption", UsageError)
 
     @classmethod
     def fixed(cls, names: Sequence[str]) -> "LabelPolicy":

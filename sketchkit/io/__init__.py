@@ -27,7 +27,6 @@ names, the QuickDraw word, FS-COCO's text/<user>/<id>.txt); else None.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Iterator
@@ -36,6 +35,7 @@ from pathlib import Path
 
 from sketchkit.errors import InputError
 from sketchkit.io import limits
+from sketchkit.io.jsontext import SEVERAL, load_json
 from sketchkit.io.limits import MAX_CAPTION_BYTES, read_bytes_limited
 from sketchkit.io.quickdraw import iter_quickdraw
 from sketchkit.io.strokes_json import caption_from_names, describe_skipped
@@ -139,13 +139,10 @@ def _read_json(data: bytes, path) -> Sketch:
     from sketchkit.io.strokes_json import read_json_document
 
     text = _decode_json(data, path)
-    doc = _parse_json(text, path)
-    if doc is _NDJSON:  # several JSON values: QuickDraw ndjson, one drawing per line
+    doc = load_json(text, path, several=True)
+    if doc is SEVERAL:  # several JSON values: QuickDraw ndjson, one drawing per line
         return read_first_drawing(text, path)
     return read_json_document(doc, path)
-
-
-_NDJSON = object()
 
 
 def _decode_json(data: bytes, path) -> str:
@@ -156,18 +153,6 @@ def _decode_json(data: bytes, path) -> str:
         raise InputError(f"the JSON is not {encoding.replace('-sig', '')} text (byte {exc.start})", path) from None
 
 
-def _parse_json(text: str, path) -> object:
-    """The parsed document, or _NDJSON when the text holds several JSON values (one per line)."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        if exc.msg == "Extra data":
-            return _NDJSON
-        raise InputError(f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})", path) from None
-    except RecursionError:
-        raise InputError("not valid JSON (nested too deeply)", path) from None
-
-
 def _json_drawings(data: bytes, path) -> Iterator[tuple[str, Sketch]]:
     """(name, Sketch) for every drawing of a JSON file: one for a scene or a single record, one per
     record of a QuickDraw array, one per line of ndjson."""
@@ -175,8 +160,8 @@ def _json_drawings(data: bytes, path) -> Iterator[tuple[str, Sketch]]:
     from sketchkit.io.strokes_json import is_record_list, read_json_document
 
     text = _decode_json(data, path)
-    doc = _parse_json(text, path)
-    if doc is _NDJSON:
+    doc = load_json(text, path, several=True)
+    if doc is SEVERAL:
         return named_text_drawings(text, path)
     if is_record_list(doc):
         return named_drawings(doc, path)

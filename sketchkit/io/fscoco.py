@@ -17,6 +17,7 @@ The canvas is the ink bounds plus a small margin (the arrays carry no canvas siz
 
 from __future__ import annotations
 
+import contextlib
 import io
 from pathlib import Path
 
@@ -29,18 +30,35 @@ from sketchkit.types import Sketch
 NPY_MAGIC = b"\x93NUMPY"
 
 
+@contextlib.contextmanager
+def python2_headers_quietly():
+    """numpy reads a .npy header written by Python 2 (`(3L, 3L)`) with a UserWarning: valid input, no warning."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*created on Python 2", category=UserWarning)
+        yield
+
+
+def load_npy(data: bytes, allow_pickle: bool = False) -> np.ndarray:
+    """np.load of .npy bytes, Python 2 headers included."""
+    with python2_headers_quietly():
+        return np.load(io.BytesIO(data), allow_pickle=allow_pickle)
+
+
 def read_npy_header(data: bytes, path) -> tuple[tuple[int, ...], np.dtype]:
     """(shape, dtype) from a .npy header, nothing loaded; InputError for a broken or unsupported header."""
     stream = io.BytesIO(data)
     fmt = np.lib.format
     try:
         version = fmt.read_magic(stream)
-        if version == (1, 0):
-            shape, _, dtype = fmt.read_array_header_1_0(stream)
-        elif version in ((2, 0), (3, 0)):
-            shape, _, dtype = fmt.read_array_header_2_0(stream)
-        else:
-            raise ValueError(f"unknown .npy version {version}")
+        with python2_headers_quietly():
+            if version == (1, 0):
+                shape, _, dtype = fmt.read_array_header_1_0(stream)
+            elif version in ((2, 0), (3, 0)):
+                shape, _, dtype = fmt.read_array_header_2_0(stream)
+            else:
+                raise ValueError(f"unknown .npy version {version}")
     except (ValueError, TypeError, OSError, EOFError, SyntaxError, OverflowError) as exc:
         raise InputError(f"not a valid .npy file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})",
                          path) from None
@@ -68,7 +86,7 @@ def read_fscoco_npy(data: bytes, path) -> Sketch:
     if shape[0] == 0:
         raise InputError("the .npy array has no rows: no strokes found", path)
     try:
-        rows = np.load(io.BytesIO(data), allow_pickle=False)
+        rows = load_npy(data)
     except ValueError as exc:
         raise InputError(f"cannot load the .npy array ({str(exc).splitlines()[0]})", path) from None
     except (OSError, EOFError) as exc:

@@ -47,8 +47,6 @@ else the ink bounds plus a margin. `Sketch.source` is the `.npy` path.
 
 from __future__ import annotations
 
-import io
-import json
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -57,8 +55,9 @@ import numpy as np
 
 from sketchkit.errors import InputError, UsageError
 from sketchkit.io import read_caption_file
-from sketchkit.io.fscoco import read_npy_header
+from sketchkit.io.fscoco import load_npy, read_npy_header
 from sketchkit.io.limits import read_bytes_limited
+from sketchkit.io.jsontext import load_json
 from sketchkit.io.strokes_json import build_sketch, split_at_lifts
 from sketchkit.types import Sketch
 
@@ -126,7 +125,7 @@ def _load_npy(path: Path, allow_pickle: bool) -> object:
         raise InputError("the .npy holds Python objects, which numpy loads by unpickling (that can run code "
                          "from the file)", path, hint="pickle")
     try:
-        return np.load(io.BytesIO(data), allow_pickle=bool(dtype.hasobject))
+        return load_npy(data, allow_pickle=bool(dtype.hasobject))
     except Exception as exc:  # unpickling can fail in any way (missing modules, truncation, ...)
         raise InputError(f"cannot load the .npy ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})",
                          path) from None
@@ -135,9 +134,10 @@ def _load_npy(path: Path, allow_pickle: bool) -> object:
 def _read_json(path: Path) -> object:
     data = read_bytes_limited(path)
     try:
-        return json.loads(data.decode("utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise InputError(f"not valid JSON ({getattr(exc, 'msg', type(exc).__name__)})", path) from None
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InputError("not valid JSON (UnicodeDecodeError)", path) from None
+    return load_json(text, path)
 
 
 def _unwrap(value: object) -> object:

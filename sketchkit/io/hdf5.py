@@ -19,7 +19,7 @@ import numpy as np
 
 import sketchkit
 from sketchkit.errors import InputError, UsageError
-from sketchkit.files import atomic_path, check_output_path
+from sketchkit.files import atomic_path, check_free_space, check_output_path
 from sketchkit.io.h5check import (MAX_H5_READ_BYTES, check_eval_maps, check_map_size, check_stored, open_h5, read_array,
                                   read_floats_attr, read_rows)
 from sketchkit.results import check_result, result_sources, source_name
@@ -70,6 +70,7 @@ def write_results_h5(results: list[SegmentResult], path: str | os.PathLike, *, o
             raise UsageError(f"HDF5 attribute {key!r} is reserved by the sketchkit schema")
         if value is not None:
             extra[str(key)] = _h5_attr_value(key, value)
+    check_free_space(Path(path).parent, sum(_result_bytes(r) for r in results))  # HDF5 may crash on a full disk
     with atomic_path(path, overwrite=overwrite) as tmp:
         with h5py.File(tmp, "w") as h5:
             h5.attrs.update(file_attrs)
@@ -462,6 +463,13 @@ def _rows_of(blocks: list[np.ndarray], dtype, width: tuple[int, ...] = ()) -> np
     return np.concatenate(blocks).astype(dtype, copy=False) if blocks else np.zeros((0, *width), dtype=dtype)
 
 
+def _result_bytes(result: SegmentResult) -> int:
+    """About the most one result takes in an HDF5 file (uncompressed: points, float16 scores, maps)."""
+    sketch = result.sketch
+    return (sum(np.asarray(s).nbytes for s in sketch.strokes) + np.size(result.scores) * 2
+            + np.asarray(result.pixel_labels).nbytes + np.asarray(result.raster.stroke_ids).nbytes)
+
+
 class ResultsWriter:
     """Streams results into one columnar (format 3) results file, published atomically by `close`.
 
@@ -544,6 +552,7 @@ class ResultsWriter:
         group = self._columns.group
         if "stroke_top" in group and "stroke_top" in columns and group["stroke_top"].shape[1] != columns["stroke_top"].shape[1]:
             raise UsageError("the results hold a different number of ranked labels per stroke than the rows before them")
+        check_free_space(self._tmp.parent, sum(np.asarray(block).nbytes for block in columns.values()))
         for name, block in columns.items():
             self._columns.append(name, block, _CHUNK_ROWS.get(name, _ROW_CHUNK))
         self.count += rows
@@ -1013,6 +1022,7 @@ def _merge_groups(files, paths: list[Path], out: Path, overwrite: bool) -> Path:
     if entries and all(e[0] is not None for e in entries):
         entries.sort(key=lambda e: (e[0], e[1], e[2]))
     models = list(dict.fromkeys(m for h5 in files for m in decode_text(h5.attrs.get("model", "")).split("; ") if m))
+    check_free_space(out.parent, sum(p.stat().st_size for p in paths))
     with atomic_path(out, overwrite=overwrite) as tmp:
         with h5py.File(tmp, "w") as target:
             target.attrs.update({k: files[0].attrs[k] for k in files[0].attrs})

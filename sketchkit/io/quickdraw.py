@@ -18,7 +18,6 @@ source "path". `read_sketch` reads only the first drawing (`sketchkit.io.iter_dr
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
@@ -29,6 +28,7 @@ import numpy as np
 
 from sketchkit.errors import InputError
 from sketchkit.io.limits import MAX_NDJSON_LINE_BYTES
+from sketchkit.io.jsontext import load_json
 from sketchkit.io.strokes_json import build_sketch, caption_from_names
 from sketchkit.types import Sketch
 
@@ -66,11 +66,7 @@ def sketch_from_record(record: object, path, where: str = "") -> Sketch:
 
 
 def _record(line: str, path, line_number: int) -> object:
-    try:
-        return json.loads(line)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        detail = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
-        raise InputError(f"line {line_number}: not valid JSON ({detail})", path) from None
+    return load_json(line, path, where=f"line {line_number}: ")
 
 
 def _lines(text: str) -> Iterator[tuple[int, str]]:

@@ -27,6 +27,7 @@ import numpy as np
 from sketchkit import labels
 from sketchkit.errors import InputError
 from sketchkit.io.limits import check_coordinates, check_total_points
+from sketchkit.text import check_text
 from sketchkit.types import Sketch
 
 CANVAS_MARGIN = 0.02
@@ -77,14 +78,18 @@ def build_sketch(strokes: Sequence[np.ndarray], path, *, width: float | None = N
                  labels: Sequence[str | None] | None = None, instance_ids: np.ndarray | None = None,
                  caption: str | None = None, stroke_widths: np.ndarray | None = None,
                  source_ids: Sequence[str | None] | None = None, skipped: dict[str, int] | None = None) -> Sketch:
-    """A checked Sketch from non-empty (P_i, 2) float64 strokes: InputError when there is no stroke
-    or a coordinate is non-finite or beyond MAX_COORDINATE; a missing canvas side comes from the ink."""
+    """A checked Sketch from non-empty (P_i, 2) float64 strokes: InputError when there is no stroke,
+    a coordinate is non-finite or beyond MAX_COORDINATE, or a label, stroke id or the caption holds what
+    no output can store (sketchkit.text); a missing canvas side comes from the ink."""
     strokes = tuple(strokes)
     if not strokes:
         raise InputError("no strokes found", path)
     check_total_points(sum(len(s) for s in strokes), path)
     points = np.concatenate(strokes, axis=0)
     check_coordinates(points, path)
+    for what, texts in (("label", labels), ("stroke id", source_ids), ("caption", [caption])):
+        for text in texts or ():
+            check_text(text, f"the {what}", InputError, path)
     if width is None or height is None:
         ink_w, ink_h = ink_canvas(points)
         width = ink_w if width is None else width

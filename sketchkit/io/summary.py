@@ -29,6 +29,7 @@ import numpy as np
 
 from sketchkit.errors import UsageError
 from sketchkit.files import atomic_path
+from sketchkit.io.jsontext import load_json
 from sketchkit.results import label_counts
 from sketchkit.types import SegmentResult
 
@@ -143,8 +144,8 @@ def merge_summary_parts(folder: str | os.PathLike, *, csv_path=None, coco_path=N
     parts = sorted(folder.glob("r*.jsonl"))
     handles = [open(p, encoding="utf-8") for p in parts]
     try:
-        streams = [((tuple(item["order"]), index, item) for item in map(json.loads, handle))
-                   for index, handle in enumerate(handles)]
+        streams = [((tuple(item["order"]), index, item) for item in (load_json(line, part) for line in handle))
+                   for index, (part, handle) in enumerate(zip(parts, handles))]
         with RunSummary(csv_path=csv_path, coco_path=coco_path, csv_per=csv_per, overwrite=overwrite) as summary:
             for _, _, item in heapq.merge(*streams, key=lambda entry: (entry[0], entry[1])):
                 summary._add(item["csv"], item["coco"])

@@ -723,12 +723,14 @@ def _nested_viewport(element, path, viewport) -> np.ndarray:
 
 
 def _int_or_none(value: str | None) -> int | None:
+    """An instance number; None (no instance) for text that is not an integer or is beyond int64."""
     if value is None:
         return None
     try:
-        return int(value.strip())
-    except ValueError:
+        number = int(value.strip())
+    except ValueError:  # not a number, or more digits than Python converts
         return None
+    return number if -2**63 <= number < 2**63 else None
 
 
 # ------------------------------------------------------------------------------------------- reader
