@@ -172,8 +172,17 @@ def _unexpected(exc: Exception) -> int:
 
 
 def run() -> None:
+    """The `sketchkit` command and `python -m sketchkit.cli`: main() with its exit code made final."""
     code = main()
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the work is done: a late SIGTERM must not change the exit code
+    if code == 130:
+        # An interrupt that once passed through code run by exec() leaves CPython's "unhandled
+        # KeyboardInterrupt" mark set, and CPython would then end the process by SIGINT instead of 130.
+        # Everything is cleaned up by now (temp files removed, claims released): leave directly.
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(130)
     sys.exit(code)
 
 
