@@ -25,6 +25,10 @@ MAX_CAPTION_BYTES = 1024 * 1024
 MAX_SVG_ELEMENTS = 500_000
 """Most XML elements an SVG may hold (a scene of 200,000 one-path strokes fits with room to spare)."""
 
+MAX_STROKES_PER_SKETCH = 500_000
+"""Most strokes a sketch may have; counted (from the pen lifts or list length) before the per-stroke
+arrays are built, each of which costs several hundred bytes beyond its points."""
+
 MAX_POINTS_TOTAL = 20_000_000
 """Most stroke points a sketch may have after curve flattening (320 MB of float64 points)."""
 
@@ -115,6 +119,13 @@ def check_canvas(width: float, height: float, path) -> None:
     1e30 units would shrink the strokes drawn in it to nothing)."""
     if not all(math.isfinite(v) and 0 < v <= MAX_COORDINATE for v in (width, height)):
         raise InputError(f"canvas size {width:.3g} x {height:.3g} is not within (0, {MAX_COORDINATE:.0e}] units", path)
+
+
+def check_stroke_count(count: int, path) -> None:
+    """InputError when a sketch would have more than MAX_STROKES_PER_SKETCH strokes."""
+    if count > MAX_STROKES_PER_SKETCH:
+        raise InputError(f"the sketch has {count:,} strokes, more than the {MAX_STROKES_PER_SKETCH:,} sketchkit reads",
+                         path)
 
 
 def check_total_points(count: int, path) -> None:
