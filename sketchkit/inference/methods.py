@@ -172,17 +172,19 @@ class ClipSegmenter(Segmenter):
         return list(zip(F.normalize(scene, dim=-1), F.normalize(patches, dim=-1)))
 
     def score(self, features: tuple[torch.Tensor, torch.Tensor], labels: list[str]) -> np.ndarray:
-        """(C, size, size) float32 maps, made SCORE_CHUNK_LABELS labels at a time into one array (the
-        (P, C, E) surgery products and the upsampling would otherwise grow with all labels at once)."""
+        """(C, size, size) float32 maps, upsampled SCORE_CHUNK_LABELS labels at a time into one array (the
+        (P, C, E) surgery products and the upsampled maps would otherwise grow with all labels at once)."""
         scene, patches = features
         text = self.text_features(labels).to(patches.device)
+        if self.surgery:
+            weight, redundant = surgery_weights(scene, patches, text)
+        else:
+            sim = patch_similarity(patches, text)  # (C, P): small, one product as before
         out = np.empty((len(labels), self.input_size, self.input_size), dtype=np.float32)
-        weight, redundant = surgery_weights(scene, patches, text) if self.surgery else (None, None)
         for start in range(0, len(labels), SCORE_CHUNK_LABELS):
             part = slice(start, start + SCORE_CHUNK_LABELS)
-            sim = (feature_surgery(patches, text[part], weight[part], redundant) if self.surgery
-                   else patch_similarity(patches, text[part]))
-            out[part] = upsample(sim, self.encoder.grid, self.input_size).float().cpu().numpy()
+            chunk = feature_surgery(patches, text[part], weight[part], redundant) if self.surgery else sim[part]
+            out[part] = upsample(chunk, self.encoder.grid, self.input_size).float().cpu().numpy()
         return out
 
 
