@@ -341,3 +341,14 @@ def test_polyline_list_stroke_count_is_checked_first(tmp_path):
     path.write_text(json.dumps([[[1, 1]]] * (limits.MAX_STROKES_PER_SKETCH + 1)))
     with pytest.raises(InputError, match="500,001 strokes"):
         read_sketch(path)
+
+
+def test_segment_of_30000_dots_writes_its_outputs_in_seconds(tmp_path, capsys):
+    source = tmp_path / "dots.json"
+    source.write_text(json.dumps({"scene_strokes": [[1, 1, 1]] * 30_000}))  # 0.2 MB
+    began = time.perf_counter()
+    code = main(["segment", str(source), "--labels", "a,b", "--backbone", "tiny-random", "-o", str(tmp_path / "out"),
+                 "--format", "svg,json", "-q"])
+    assert code == 0, capsys.readouterr().err
+    assert time.perf_counter() - began < 40  # the SVG writer was quadratic in the strokes: minutes
+    assert (tmp_path / "out" / "dots.svg").stat().st_size > 0
