@@ -192,8 +192,9 @@ def _walk_branches(num_nodes: int, heads: np.ndarray, tails: np.ndarray) -> tupl
     parts_in_walk = part[walk[starts]]
     lengths = np.diff(np.r_[starts, len(walk)])
     rank = np.argsort(parts_in_walk, kind="stable")
-    walk = np.concatenate([walk[starts[k]:starts[k] + lengths[k]] for k in rank]) if len(rank) else walk
-    starts = np.r_[0, np.cumsum(lengths[rank])[:-1]].astype(np.int64) if len(rank) else starts
+    new_starts = np.cumsum(lengths[rank]) - lengths[rank]
+    walk = walk[np.repeat(starts[rank] - new_starts, lengths[rank]) + np.arange(len(walk))]
+    starts = new_starts
     return walk, starts, degree[walk[starts]] == 2
 
 
