@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from .errors import InputError, UsageError
+from .io.limits import read_list_file
 
 PROMPT_ENSEMBLE = (
     "A sketch of a {}.",  # the paper's prompt; the single template when no ensemble is used
@@ -90,23 +91,15 @@ _INNER_HYPHEN = re.compile(r"(?<=\w)-(?=\w)")
 # ---------------------------------------------------------------------------------- label lists
 
 
-def read_names(path: str | Path) -> list[str]:
+def read_names(path: str | Path, what: str = "label file") -> list[str]:
     """Names from a text file, one per line; '#' starts a comment; blank lines are skipped.
 
     Names are stripped (inner whitespace collapsed) and deduplicated in order, otherwise
-    verbatim. InputError when the file cannot be read or holds no name.
+    verbatim. InputError when the file cannot be read, holds no name, or is over the list-file
+    caps (`limits.read_list_file`).
     """
     path = Path(path).expanduser()
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise InputError("label file not found", path) from None
-    except IsADirectoryError:
-        raise InputError("label file is a directory", path) from None
-    except UnicodeDecodeError:
-        raise InputError("label file is not UTF-8 text", path) from None
-    except OSError as exc:
-        raise InputError(f"cannot read label file: {exc.strerror or exc}", path) from None
+    text = read_list_file(path, what)
     names = _clean(line.split("#", 1)[0] for line in text.splitlines())
     if not names:
         raise InputError("no labels in the file (one name per line, '#' starts a comment)", path)
@@ -143,18 +136,14 @@ def load_vocabulary(path: str | Path | None = None) -> list[str]:
     else a user file read like an '@' label file."""
     if path is None:
         return list(_bundled_vocabulary())
-    return read_names(path)
+    return read_names(path, "vocabulary file")
 
 
 def load_mapping(path: Path) -> dict[str, str]:
     """A JSON object name->name, or one nested one level (FrISS's {"friss_to_qd": {...}})."""
     from .io.jsontext import load_json
 
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read name mapping: {exc}", path) from None
-    data = load_json(text, path)
+    data = load_json(read_list_file(path, "name mapping"), path)
     if isinstance(data, dict) and len(data) == 1 and isinstance(next(iter(data.values())), dict):
         data = next(iter(data.values()))
     if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):

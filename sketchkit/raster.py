@@ -33,6 +33,11 @@ MIN_DOT_ID_WIDTH = 1.5  # a disc this wide always covers a pixel centre (> sqrt(
 INK_THRESHOLD = 0.8  # grey values below this count as ink in bitmap images
 MAX_STROKES = (1 << 24) - 1  # ids are encoded as 24-bit RGB
 BATCH_POINTS = 1024  # points per cairo path in the one-colour render
+MAX_PATH_POINTS = 1024
+"""Most points of one path handed to cairo: longer strokes are drawn as pieces (overlapping by a
+point; round caps and joins make the same ink). Cairo's stroker is quadratic in a path whose
+segments overlap (a back-and-forth stroke of 100,000 points took minutes) and crashes on tens of
+millions of points."""
 
 _ffi, _lib = cairo.ffi, cairo.cairo
 
@@ -176,15 +181,35 @@ class _Paths:
 
     data:   (2 * N, 2) float64 -- per point a header (MOVE_TO / LINE_TO, length 2) then the point,
             in raster coordinates. One-point strokes are doubled so they stroke as round dots.
-    paths:  cffi array of S cairo_path_t, one per stroke, pointing into `data`.
-    batches: cffi array of cairo_path_t, each covering consecutive whole strokes (~BATCH_POINTS points).
+    paths:  cffi array of cairo_path_t, one per piece of at most MAX_PATH_POINTS points of a stroke
+            (one piece for most strokes), pointing into `data`.
+    pieces: (S + 1,) int64: the pieces of stroke k are paths[pieces[k]:pieces[k + 1]].
+    batches: cffi array of cairo_path_t, each covering consecutive whole pieces (~BATCH_POINTS points).
     extents: (S,) float64 raster diagonal of each stroke's box (0 for a dot).
     """
 
     data: np.ndarray
     paths: object
+    pieces: np.ndarray
     batches: object
     extents: np.ndarray
+
+    def pieces_of(self, stroke: int) -> range:
+        return range(int(self.pieces[stroke]), int(self.pieces[stroke + 1]))
+
+
+def _split_long(counts: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Strokes of `counts` points cut into pieces of at most `limit` points, each piece starting at
+    the last point of the one before: (point index of each piece point, (K,) piece sizes, (S,)
+    pieces per stroke)."""
+    per_stroke = np.maximum(-(-(counts - 1) // (limit - 1)), 1)
+    owner = np.repeat(np.arange(len(counts)), per_stroke)
+    number = np.arange(len(owner)) - np.repeat(np.cumsum(per_stroke) - per_stroke, per_stroke)
+    first = number * (limit - 1)
+    sizes = np.minimum(first + limit, counts[owner]) - first
+    begin = (np.cumsum(counts) - counts)[owner] + first
+    index = np.repeat(begin - (np.cumsum(sizes) - sizes), sizes) + np.arange(int(sizes.sum()))
+    return index, sizes, per_stroke
 
 
 def _build_paths(sketch: Sketch, transform: Transform, strokes: np.ndarray | None = None) -> _Paths:
@@ -196,6 +221,11 @@ def _build_paths(sketch: Sketch, transform: Transform, strokes: np.ndarray | Non
     maxs = np.maximum.reduceat(points, starts, axis=0)
     mins = np.minimum.reduceat(points, starts, axis=0)
     extents = np.hypot(*(maxs - mins).T)
+    per_stroke = np.ones(len(counts), dtype=np.int64)
+    if (counts > MAX_PATH_POINTS).any():
+        index, counts, per_stroke = _split_long(counts, MAX_PATH_POINTS)
+        points = points[index]
+        starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
     # double the single point of one-point strokes: move_to p, line_to p draws a round dot
     repeats = np.ones(len(points), dtype=np.int64)
     repeats[starts[counts == 1]] = 2
@@ -226,7 +256,8 @@ def _build_paths(sketch: Sketch, transform: Transform, strokes: np.ndarray | Non
     batch_table["status"] = cairo.STATUS_SUCCESS
     batch_table["data"] = base + 2 * starts[bounds[:-1]] * _PATH_DATA_SIZE
     batch_table["num_data"] = 2 * (ends[bounds[1:] - 1] - starts[bounds[:-1]])
-    return _Paths(data=data, paths=paths, batches=batches, extents=extents)
+    return _Paths(data=data, paths=paths, pieces=np.concatenate(([0], np.cumsum(per_stroke))), batches=batches,
+                  extents=extents)
 
 
 def _new_context(surface: cairo.ImageSurface, antialias: int) -> cairo.Context:
@@ -267,15 +298,17 @@ def _stroke_each(ctx: cairo.Context, paths: _Paths, order, colors, widths) -> No
     pointer, stroke_path = ctx._pointer, paths.paths
     append, set_rgb = _lib.cairo_append_path, _lib.cairo_set_source_rgb
     set_width, stroke = _lib.cairo_set_line_width, _lib.cairo_stroke
+    whole = paths.pieces[-1] == len(paths.pieces) - 1  # no stroke was cut: piece k is stroke k
     current = None
     for k in order:
         width = widths[k]
         if width != current:
             set_width(pointer, width)
             current = width
-        append(pointer, stroke_path + k)
         set_rgb(pointer, *colors[k])
-        stroke(pointer)
+        for piece in ((k,) if whole else paths.pieces_of(k)):
+            append(pointer, stroke_path + piece)
+            stroke(pointer)
 
 
 def _id_map(transform: Transform, paths: _Paths, ids: np.ndarray, widths_px: np.ndarray) -> np.ndarray:
@@ -307,12 +340,18 @@ def _ink_image(transform: Transform, paths: _Paths, widths_px: np.ndarray) -> np
         for b in range(len(paths.batches)):
             _lib.cairo_append_path(ctx._pointer, paths.batches + b)
             _lib.cairo_stroke(ctx._pointer)
-    else:  # one path per distinct width
+    else:  # per distinct width, paths of about BATCH_POINTS points
         ctx.set_source_rgba(0, 0, 0, 1)
         for width in np.unique(widths_px).tolist():
             ctx.set_line_width(width)
+            pending = 0
             for k in np.flatnonzero(widths_px == width).tolist():
-                _lib.cairo_append_path(ctx._pointer, paths.paths + k)
+                for piece in paths.pieces_of(k):
+                    _lib.cairo_append_path(ctx._pointer, paths.paths + piece)
+                    pending += paths.paths[piece].num_data // 2
+                    if pending >= BATCH_POINTS:
+                        _lib.cairo_stroke(ctx._pointer)
+                        pending = 0
             _lib.cairo_stroke(ctx._pointer)
     _finish(ctx, surface)
     return 1.0 - buffer[:, :size].astype(np.float32) / 255.0

@@ -26,10 +26,20 @@ import torch.nn.functional as F
 
 from ..errors import InputError, UsageError, WeightsError
 from ..labels import PROMPT_ENSEMBLE, prompt_for
-from ..model.similarity import feature_surgery, patch_similarity, upsample
+from ..model.similarity import feature_surgery, patch_similarity, surgery_weights, upsample
 from ..raster import rasterize
 from ..types import Raster, Sketch, StrokeVotes, Transform
 from ..vote import vote_strokes
+
+TEXT_CHUNK_LABELS = 32
+"""Labels whose prompts go through the text tower in one call."""
+
+SCORE_CHUNK_LABELS = 64
+"""Labels scored (similarity, upsampling) in one step; the maps go into one preallocated array."""
+
+
+def _chunks(items: list, size: int):
+    return (items[start : start + size] for start in range(0, len(items), size))
 
 
 class Segmenter:
@@ -136,11 +146,11 @@ class ClipSegmenter(Segmenter):
     def text_features(self, labels: list[str]) -> torch.Tensor:
         """(C, E) normalised prompt(-ensemble) embeddings, cached per label."""
         missing = [name for name in dict.fromkeys(labels) if name not in self._text_cache]
-        if missing:
-            prompts = [prompt_for(name, t) for name in missing for t in self.templates]
+        for chunk in _chunks(missing, TEXT_CHUNK_LABELS):  # the text tower's activations grow with the prompts
+            prompts = [prompt_for(name, t) for name in chunk for t in self.templates]
             with torch.no_grad():
-                emb = self.encoder.encode_text(prompts).view(len(missing), len(self.templates), -1)
-            self._text_cache.update(zip(missing, F.normalize(emb.mean(1), dim=-1)))
+                emb = self.encoder.encode_text(prompts).view(len(chunk), len(self.templates), -1)
+            self._text_cache.update(zip(chunk, F.normalize(emb.mean(1), dim=-1)))
         return torch.stack([self._text_cache[name] for name in labels])
 
     def encode(self, rasters: list[Raster], sketches: list[Sketch] | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -162,10 +172,20 @@ class ClipSegmenter(Segmenter):
         return list(zip(F.normalize(scene, dim=-1), F.normalize(patches, dim=-1)))
 
     def score(self, features: tuple[torch.Tensor, torch.Tensor], labels: list[str]) -> np.ndarray:
+        """(C, size, size) float32 maps, upsampled SCORE_CHUNK_LABELS labels at a time into one array (the
+        (P, C, E) surgery products and the upsampled maps would otherwise grow with all labels at once)."""
         scene, patches = features
         text = self.text_features(labels).to(patches.device)
-        sim = feature_surgery(scene, patches, text) if self.surgery else patch_similarity(patches, text)
-        return upsample(sim, self.encoder.grid, self.input_size).float().cpu().numpy()
+        if self.surgery:
+            weight, redundant = surgery_weights(scene, patches, text)
+        else:
+            sim = patch_similarity(patches, text)  # (C, P): small, one product as before
+        out = np.empty((len(labels), self.input_size, self.input_size), dtype=np.float32)
+        for start in range(0, len(labels), SCORE_CHUNK_LABELS):
+            part = slice(start, start + SCORE_CHUNK_LABELS)
+            chunk = feature_surgery(patches, text[part], weight[part], redundant) if self.surgery else sim[part]
+            out[part] = upsample(chunk, self.encoder.grid, self.input_size).float().cpu().numpy()
+        return out
 
 
 # ---- the table ------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 from ..errors import InputError, UsageError
+from ..io.limits import check_label_count, check_label_length
 from ..text import check_text
 from ..types import Sketch
 
@@ -71,7 +72,7 @@ class LabelPolicy:
         for source in self.sources:
             found = self._from(source, sketch)
             if found:
-                return found
+                return check_labels(found, sketch.source)
         text = self.caption or sketch.caption
         if "caption" in self.sources and text:
             raise InputError(f"no known category in the caption {text!r}", sketch.source, hint="vocabulary")
@@ -94,9 +95,13 @@ class LabelPolicy:
         return self.labels_for_caption(text) if text else []
 
 
-def check_labels(labels: Sequence[str]) -> list[str]:
-    """Distinct non-blank labels in order; UsageError when none is left."""
+def check_labels(labels: Sequence[str], source=None) -> list[str]:
+    """Distinct non-blank labels in order; UsageError when none is left, InputError (naming
+    `source`) for more than MAX_LABELS labels or one longer than MAX_LABEL_CHARS."""
     labels = list(dict.fromkeys(name for name in labels if name and name.strip()))
     if not labels:
         raise UsageError("no labels given", hint="labels")
+    check_label_count(len(labels), source)
+    for name in labels:
+        check_label_length(name, source)
     return labels

@@ -33,7 +33,7 @@ import warnings
 import numpy as np
 
 from sketchkit.errors import InputError
-from sketchkit.io.limits import MAX_BITMAP_PIXELS
+from sketchkit.io.limits import MAX_BITMAP_PIXELS, check_bitmap_strokes
 from sketchkit.types import Sketch
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -163,8 +163,10 @@ def _walk_branches(num_nodes: int, heads: np.ndarray, tails: np.ndarray) -> tupl
 
     Returns (walk, starts, closed): `walk` lists every node once, branch after branch, each in
     walking order from an end node when it has one; branch k is walk[starts[k]:starts[k + 1]];
-    closed[k] is True for a loop. One depth-first walk from a virtual root linked to one start
-    node per component lists the components one after another.
+    closed[k] is True for a loop. One depth-first walk lists the components one after another:
+    it starts at a chain of virtual nodes, one per component, each linked to the next and to its
+    component's start node. (A single virtual root linked to every start node would make
+    scipy's walk quadratic in the number of components: it rescans the root's links.)
     """
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components, depth_first_order
@@ -177,13 +179,22 @@ def _walk_branches(num_nodes: int, heads: np.ndarray, tails: np.ndarray) -> tupl
     order = np.lexsort((key, part))
     entry = order[np.r_[True, part[order][1:] != part[order][:-1]]]
 
-    root = num_nodes
-    full = coo_matrix((np.ones(len(heads) + num_parts, np.int8),
-                       (np.r_[heads, np.full(num_parts, root)], np.r_[tails, entry])),
-                      shape=(num_nodes + 1, num_nodes + 1)).tocsr()
-    walk, predecessors = depth_first_order(full, root, directed=False, return_predecessors=True)
-    walk = walk[1:]
-    starts = np.flatnonzero(predecessors[walk] == root)
+    chain = num_nodes + np.arange(num_parts)  # virtual node k: linked to entry[k] and chain[k + 1]
+    rows = np.r_[heads, chain, chain[:-1]]
+    cols = np.r_[tails, entry, chain[1:]]
+    full = coo_matrix((np.ones(len(rows), np.int8), (rows, cols)), shape=(num_nodes + num_parts,) * 2).tocsr()
+    walk, predecessors = depth_first_order(full, num_nodes, directed=False, return_predecessors=True)
+    branch_starts = predecessors[walk] >= num_nodes  # entered from a virtual node
+    real = walk < num_nodes
+    walk, branch_starts = walk[real], branch_starts[real]
+    # components in the order of their virtual nodes (the walk may reach them in another order)
+    starts = np.flatnonzero(branch_starts)
+    parts_in_walk = part[walk[starts]]
+    lengths = np.diff(np.r_[starts, len(walk)])
+    rank = np.argsort(parts_in_walk, kind="stable")
+    new_starts = np.cumsum(lengths[rank]) - lengths[rank]
+    walk = walk[np.repeat(starts[rank] - new_starts, lengths[rank]) + np.arange(len(walk))]
+    starts = new_starts
     return walk, starts, degree[walk[starts]] == 2
 
 
@@ -238,12 +249,13 @@ def _simplify(points: np.ndarray, starts: np.ndarray, ends: np.ndarray, toleranc
     return keep
 
 
-def trace_strokes(ink: np.ndarray, skeleton: np.ndarray | None = None) -> tuple[list[np.ndarray], float]:
+def trace_strokes(ink: np.ndarray, skeleton: np.ndarray | None = None, path=None) -> tuple[list[np.ndarray], float]:
     """Pseudo-strokes of a bool ink mask (H, W): (strokes, line width).
 
     strokes: (P_i, 2) float64 (x, y) at pixel centres, in walking order; loops end where they
     start; isolated skeleton pixels are one-point strokes. line width: ink area / skeleton pixel
-    count, at least 1 px. The method is in the module docstring."""
+    count, at least 1 px. The method is in the module docstring. InputError (naming `path`) when
+    the image would give more than MAX_BITMAP_STROKES pseudo-strokes."""
     from scipy import ndimage
     from skimage.morphology import skeletonize
 
@@ -268,6 +280,7 @@ def trace_strokes(ink: np.ndarray, skeleton: np.ndarray | None = None) -> tuple[
     if len(branch_nodes):
         walk, starts, closed = _walk_branches(len(branch_nodes), local[heads[inner]], local[tails[inner]])
         walk = branch_nodes[walk]
+    check_bitmap_strokes(len(starts), path)
     lengths = np.diff(np.r_[starts, len(walk)])
     closed &= lengths > 2
 
@@ -305,6 +318,7 @@ def trace_strokes(ink: np.ndarray, skeleton: np.ndarray | None = None) -> tuple[
         where = np.flatnonzero(flat)
         cluster_ids, first_pixel = np.unique(flat[where], return_index=True)
         lonely = where[first_pixel[~reached[cluster_ids]]]
+        check_bitmap_strokes(len(starts) + len(lonely), path)
         lone_r, lone_c = np.unravel_index(lonely, labels.shape)
         piece_rows.append(lone_r - 1)
         piece_cols.append(lone_c - 1)
@@ -331,7 +345,7 @@ def read_bitmap(data: bytes, path) -> Sketch:
     if found is None:
         raise InputError("no ink found: the image is blank (every pixel is the paper colour)", path)
     image, ink = found
-    strokes, width = trace_strokes(ink)
+    strokes, width = trace_strokes(ink, path=path)
     height_px, width_px = image.shape
     return Sketch(strokes=tuple(strokes), width=float(width_px), height=float(height_px),
                   stroke_widths=np.full(len(strokes), width), source=str(path) if path is not None else None,

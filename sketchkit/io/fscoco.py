@@ -96,7 +96,7 @@ def read_fscoco_npy(data: bytes, path) -> Sketch:
     if len(flags) > 1 and flags[0] and not flags[-1]:
         # flags mark the first point of each stroke: a stroke ends just before the next flag
         flags = np.append(flags[1:], True)
-    strokes = split_at_lifts(rows[:, :2], flags)
+    strokes = split_at_lifts(rows[:, :2], flags, path)
     return build_sketch(strokes, path, caption=fscoco_caption(Path(path)) if path is not None else None)
 
 

@@ -181,7 +181,7 @@ def _parse_strokes(value: object, path) -> tuple[list[np.ndarray], list | None, 
         if value.ndim == 2 and value.shape[1] >= 3 and len(value):
             rows = value.astype(np.float64)
             lifts = rows[:, 2] > 0.5
-            return list(split_at_lifts(rows[:, :2], lifts)), None, not bool(lifts[-1])
+            return list(split_at_lifts(rows[:, :2], lifts, path)), None, not bool(lifts[-1])
         if value.ndim == 3 and value.shape[2] >= 2 and value.shape[0] and value.shape[1]:
             return [np.ascontiguousarray(s[:, :2], dtype=np.float64) for s in value], None, False
         raise InputError(f"numeric strokes must be (N, 3) [x, y, pen_flag] rows or (S, P, 2) points, got shape "

@@ -26,7 +26,7 @@ import numpy as np
 
 from sketchkit import labels
 from sketchkit.errors import InputError
-from sketchkit.io.limits import check_coordinates, check_total_points
+from sketchkit.io.limits import check_coordinates, check_stroke_count, check_total_points
 from sketchkit.text import check_text
 from sketchkit.types import Sketch
 
@@ -48,10 +48,12 @@ def ink_canvas(points: np.ndarray) -> tuple[float, float]:
     return float(width), float(height)
 
 
-def split_at_lifts(points: np.ndarray, lifts: np.ndarray) -> tuple[np.ndarray, ...]:
+def split_at_lifts(points: np.ndarray, lifts: np.ndarray, path=None) -> tuple[np.ndarray, ...]:
     """Split (N, 2) points into strokes: a True in the (N,) `lifts` ends the stroke after that
-    point; points after the last lift form a final stroke. Returns contiguous (P_i, 2) float64."""
+    point; points after the last lift form a final stroke. Returns contiguous (P_i, 2) float64.
+    InputError (naming `path`) for more than MAX_STROKES_PER_SKETCH strokes, before any is built."""
     ends = np.flatnonzero(lifts[:-1]) + 1
+    check_stroke_count(len(ends) + 1, path)
     return tuple(np.ascontiguousarray(s, dtype=np.float64) for s in np.split(points, ends))
 
 
@@ -84,6 +86,7 @@ def build_sketch(strokes: Sequence[np.ndarray], path, *, width: float | None = N
     strokes = tuple(strokes)
     if not strokes:
         raise InputError("no strokes found", path)
+    check_stroke_count(len(strokes), path)
     check_total_points(sum(len(s) for s in strokes), path)
     points = np.concatenate(strokes, axis=0)
     check_coordinates(points, path)
@@ -180,7 +183,7 @@ def read_stroke3_scene(doc: dict, path) -> Sketch:
         raise InputError("scene_strokes is empty: no strokes found", path)
     with np.errstate(over="ignore", invalid="ignore"):
         points = np.cumsum(rows[:, :2], axis=0)
-    strokes = split_at_lifts(points, rows[:, 2] > 0.5)
+    strokes = split_at_lifts(points, rows[:, 2] > 0.5, path)
     labels = instance_ids = caption = None
     instances = _instances(doc, len(strokes), path)
     if instances is not None:
@@ -198,6 +201,7 @@ def read_stroke_list(doc: list, path) -> Sketch:
     first = doc[0]
     if isinstance(first, list) and first and not isinstance(first[0], list):
         return read_stroke3_scene({"scene_strokes": doc}, path)
+    check_stroke_count(len(doc), path)
     strokes = [numeric_array(stroke, f"stroke {index}", path, columns=2) for index, stroke in enumerate(doc)]
     return build_sketch([s for s in strokes if len(s)], path)
 

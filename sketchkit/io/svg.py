@@ -73,7 +73,8 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from sketchkit.errors import InputError
-from sketchkit.io.limits import MAX_POINTS_PER_CURVE, MAX_POINTS_TOTAL, MAX_SVG_ELEMENTS
+from sketchkit.io.limits import (MAX_CURVE_ELEMENTS, MAX_FLATTENED_POINTS, MAX_POINTS_PER_CURVE, MAX_POINTS_TOTAL,
+                                 MAX_SVG_ELEMENTS, MAX_TRANSFORM_ITEMS)
 from sketchkit.io.strokes_json import build_sketch, describe_skipped
 from sketchkit.io.xmlsafe import decode_xml, parse_xml
 from sketchkit.types import Sketch
@@ -102,6 +103,7 @@ _NUMBER_PATTERN = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _NUMBER = re.compile(_NUMBER_PATTERN)
 _LENGTH = re.compile(rf"^\s*({_NUMBER_PATTERN})\s*([a-zA-Z]*|%)\s*$")
 _SEPARATORS = re.compile(r"^[\s,]*$")
+_TRAILING_SEPARATORS = re.compile(r"[ \t\r\n,]*\Z")
 _TRANSFORM_ITEM = re.compile(r"\s*,?\s*(matrix|translate|scale|rotate|skewX|skewY)\s*\(([^()]*)\)")
 _TRANSFORM_ARGS = {"matrix": (6,), "translate": (1, 2), "scale": (1, 2), "rotate": (1, 3), "skewX": (1,), "skewY": (1,)}
 _POLYLINE_D = re.compile(r"^[\s,0-9eE.+\-ML]*$")
@@ -312,10 +314,13 @@ def _classify(state: _State, tag: str) -> str:
 def parse_transform(text: str, path, where: str = "an element") -> np.ndarray:
     """An SVG transform list -> (3, 3) float64 affine matrix (points as column vectors)."""
     matrix = np.eye(3)
-    position, length = 0, len(text)
+    position, length, items = 0, len(text), 0
     while position < length:
-        if not text[position:].strip(" \t\r\n,"):
+        if _TRAILING_SEPARATORS.match(text, position):  # (not a copy of the rest: that was quadratic)
             break
+        items += 1
+        if items > MAX_TRANSFORM_ITEMS:
+            raise InputError(f"the transform on {where} has more than {MAX_TRANSFORM_ITEMS:,} items", path)
         match = _TRANSFORM_ITEM.match(text, position)
         if not match:
             raise InputError(f"invalid transform {text[:60]!r} on {where}", path)
@@ -388,27 +393,36 @@ def _arc_pieces(radius: float, sweep: float, tolerance: float) -> int:
     return int(min(max(math.ceil(abs(sweep) / step), 1), MAX_POINTS_PER_CURVE))
 
 
-def _segment_points(segment, tolerance: float) -> np.ndarray:
-    """Complex points of one svgpathtools segment after its start, ending at its end."""
+def _segment_pieces(segment, tolerance: float) -> int:
+    """How many points `_segment_points` makes of one svgpathtools segment (cheap: no points built)."""
     from svgpathtools import Arc, CubicBezier, QuadraticBezier
 
     if isinstance(segment, CubicBezier):
         p0, p1, p2, p3 = segment.start, segment.control1, segment.control2, segment.end
-        n = _pieces(6.0 * max(abs(p0 - 2 * p1 + p2), abs(p1 - 2 * p2 + p3)), tolerance)
-        t = np.arange(1, n + 1) / n
-        s = 1.0 - t
+        return _pieces(6.0 * max(abs(p0 - 2 * p1 + p2), abs(p1 - 2 * p2 + p3)), tolerance)
+    if isinstance(segment, QuadraticBezier):
+        return _pieces(2.0 * abs(segment.start - 2 * segment.control + segment.end), tolerance)
+    if isinstance(segment, Arc):
+        return _arc_pieces(max(abs(segment.radius.real), abs(segment.radius.imag)), math.radians(segment.delta), tolerance)
+    return 1
+
+
+def _segment_points(segment, n: int) -> np.ndarray:
+    """Complex points of one svgpathtools segment after its start, ending at its end, in `n` pieces
+    (`_segment_pieces`)."""
+    from svgpathtools import Arc, CubicBezier, QuadraticBezier
+
+    t = np.arange(1, n + 1) / n
+    s = 1.0 - t
+    if isinstance(segment, CubicBezier):
+        p0, p1, p2, p3 = segment.start, segment.control1, segment.control2, segment.end
         return s**3 * p0 + 3 * s**2 * t * p1 + 3 * s * t**2 * p2 + t**3 * p3
     if isinstance(segment, QuadraticBezier):
         p0, p1, p2 = segment.start, segment.control, segment.end
-        n = _pieces(2.0 * abs(p0 - 2 * p1 + p2), tolerance)
-        t = np.arange(1, n + 1) / n
-        s = 1.0 - t
         return s**2 * p0 + 2 * s * t * p1 + t**2 * p2
     if isinstance(segment, Arc):
         rx, ry = abs(segment.radius.real), abs(segment.radius.imag)
-        sweep = math.radians(segment.delta)
-        n = _arc_pieces(max(rx, ry), sweep, tolerance)
-        angle = math.radians(segment.theta) + sweep * np.arange(1, n + 1) / n
+        angle = math.radians(segment.theta) + math.radians(segment.delta) * np.arange(1, n + 1) / n
         rotation = np.exp(1j * math.radians(segment.rotation))
         points = segment.center + rotation * (rx * np.cos(angle) + 1j * ry * np.sin(angle))
         points[-1] = segment.end  # exact end point despite rounding
@@ -489,11 +503,35 @@ class _Subpath(NamedTuple):
     closed: bool
 
 
+@lru_cache(maxsize=1)
+def _omitted_arc_type() -> type:
+    """The type svgpathtools' parser gives an arc that ends where it starts, which SVG says to omit
+    (SVG 1.1 F.6.2); `_parse_subpaths` drops its segments.
+
+    svgpathtools asserts start != end when it builds an Arc: its parser builds arcs through the
+    name `Arc` of its path module, so that name is replaced (once, for the whole process) by a
+    subclass that returns a zero-length Line of this type for such an arc instead. Every other arc
+    is built as before."""
+    import svgpathtools.path as sp
+
+    class OmittedArc(sp.Line):
+        pass
+
+    class SpecArc(sp.Arc):
+        def __new__(cls, start, radius, rotation, large_arc, sweep, end, *args, **kwargs):
+            return OmittedArc(start, end) if start == end else super().__new__(cls)
+
+    sp.Arc = SpecArc
+    return OmittedArc
+
+
 def _parse_subpaths(d: str, path, where: str) -> list[_Subpath]:
     """Path data -> its drawn subpaths, split at every moveto (svgpathtools parses each piece,
-    starting from the current point the previous piece left: its end, or its start after `z`)."""
+    starting from the current point the previous piece left: its end, or its start after `z`).
+    Arcs that end where they start are omitted, as SVG says."""
     from svgpathtools import parse_path
 
+    omitted = _omitted_arc_type()
     subpaths, current = [], 0j
     for chunk in _MOVETO.split(d):
         if not chunk.strip(_PATH_SPACE):
@@ -501,7 +539,7 @@ def _parse_subpaths(d: str, path, where: str) -> list[_Subpath]:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                segments = list(parse_path(chunk, current_pos=current))
+                segments = [s for s in parse_path(chunk, current_pos=current) if not isinstance(s, omitted)]
         except Exception as exc:  # svgpathtools raises assorted exception types on malformed data
             message = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
             raise InputError(f"invalid path data in {where} ({message})", path) from None
@@ -550,10 +588,11 @@ def _flatten_subpaths(subpaths: list[_Subpath], tolerance: float, path, where: s
         for subpath in subpaths:
             chunks = [np.array([subpath.start], dtype=np.complex128)]
             for segment in subpath.segments:
-                chunks.append(np.asarray(_segment_points(segment, tolerance), dtype=np.complex128))
-                total += len(chunks[-1])
+                pieces = _segment_pieces(segment, tolerance)
+                total += pieces
                 if total > MAX_POINTS_TOTAL:
                     raise InputError(f"{where} flattens into more than {MAX_POINTS_TOTAL:,} points", path)
+                chunks.append(np.asarray(_segment_points(segment, pieces), dtype=np.complex128))
             points = np.concatenate(chunks)
             strokes.append(np.stack([points.real, points.imag], axis=1))
     return strokes
@@ -596,16 +635,30 @@ def _rect_points(x: float, y: float, w: float, h: float, rx: float, ry: float, t
 
 
 class _Geometry(NamedTuple):
-    """A shape parsed but not yet flattened: `control` (K, 2) local points whose box holds it, and
-    `flatten(tolerance in user units)` -> its strokes as (P, 2) float64 arrays in user units."""
+    """A shape parsed but not yet flattened: `control` (K, 2) local points whose box holds it,
+    `flatten(tolerance in user units)` -> its strokes as (P, 2) float64 arrays in user units, and
+    `count(tolerance)` -> how many points flattening makes (0 for points written in the file), known
+    before they are built."""
 
     control: np.ndarray
     flatten: Callable[[float], list[np.ndarray]]
+    count: Callable[[float], int] = lambda tolerance: 0
 
 
 def _fixed(points: np.ndarray) -> _Geometry:
     strokes = [points] if len(points) else []
     return _Geometry(points, lambda tolerance: strokes)
+
+
+def _subpath_count(subpaths: list[_Subpath], tolerance: float) -> int:
+    return sum(1 + sum(_segment_pieces(segment, tolerance) for segment in sub.segments) for sub in subpaths)
+
+
+def _round_count(rx: float, ry: float, sweep: float, tolerance: float) -> int:
+    """Points of a flattened ellipse (sweep 2 pi) or of the four corners of a rounded rectangle."""
+    if sweep < 2 * math.pi:
+        return 5 if rx <= 0 or ry <= 0 else 4 * (max(_arc_pieces(max(rx, ry), sweep, tolerance), 1) + 1) + 1
+    return max(_arc_pieces(max(rx, ry), sweep, tolerance), 4) + 1
 
 
 _EMPTY = _fixed(np.zeros((0, 2)))
@@ -630,8 +683,8 @@ def _shape_geometry(element, tag: str, path, where: str, viewport: tuple[float, 
         subpaths = _parse_subpaths(d, path, where)
         if not subpaths:
             return _EMPTY
-        return _Geometry(_control_points(subpaths),
-                         lambda tolerance: _flatten_subpaths(subpaths, tolerance, path, where))
+        return _Geometry(_control_points(subpaths), lambda tolerance: _flatten_subpaths(subpaths, tolerance, path, where),
+                         lambda tolerance: _subpath_count(subpaths, tolerance))
     if tag in ("polyline", "polygon"):
         numbers = _numbers(attrib.get("points", ""), f"points on {where}", path)
         points = np.array(numbers[: len(numbers) // 2 * 2], dtype=np.float64).reshape(-1, 2)
@@ -651,7 +704,8 @@ def _shape_geometry(element, tag: str, path, where: str, viewport: tuple[float, 
         ry = rx_value if ry_value is None else ry_value
         rx, ry = min(max(rx or 0.0, 0.0), w / 2), min(max(ry or 0.0, 0.0), h / 2)
         x, y = length("x", ref_w), length("y", ref_h)
-        return _Geometry(_box(x, y, x + w, y + h), lambda tolerance: [_rect_points(x, y, w, h, rx, ry, tolerance)])
+        return _Geometry(_box(x, y, x + w, y + h), lambda tolerance: [_rect_points(x, y, w, h, rx, ry, tolerance)],
+                         lambda tolerance: _round_count(rx, ry, math.pi / 2, tolerance))
     if tag == "circle":
         rx = ry = length("r", ref_d)
     else:  # ellipse
@@ -662,8 +716,8 @@ def _shape_geometry(element, tag: str, path, where: str, viewport: tuple[float, 
     if not (rx and ry and rx > 0 and ry > 0):
         return _EMPTY
     cx, cy = length("cx", ref_w), length("cy", ref_h)
-    return _Geometry(_box(cx - rx, cy - ry, cx + rx, cy + ry),
-                     lambda tolerance: [_ellipse_points(cx, cy, rx, ry, tolerance)])
+    return _Geometry(_box(cx - rx, cy - ry, cx + rx, cy + ry), lambda tolerance: [_ellipse_points(cx, cy, rx, ry, tolerance)],
+                     lambda tolerance: _round_count(rx, ry, 2 * math.pi, tolerance))
 
 
 # ------------------------------------------------------------------------------------- documents
@@ -898,6 +952,9 @@ def _strokes(shapes: _Shapes, viewport, canvas: tuple[float, float] | None,
     boxes[path_rows] = _element_boxes(fast_points, fast_counts)
     done = np.zeros(count, dtype=bool)
     done[path_rows[fast_ok]] = True
+    if len(path_rows) - int(fast_ok.sum()) > MAX_CURVE_ELEMENTS:  # svgpathtools parses these, slowly
+        raise InputError(f"the SVG has more than {MAX_CURVE_ELEMENTS:,} paths with curves, arcs or relative "
+                         "commands", path)
     geometries: dict[int, _Geometry] = {}
     for k in np.flatnonzero(~done):
         element, tag = shapes.elements[k], shapes.tags[k]
@@ -936,7 +993,7 @@ def _strokes(shapes: _Shapes, viewport, canvas: tuple[float, float] | None,
             drawing = float(np.hypot(*(kept_boxes[:, 2:].max(axis=0) - kept_boxes[:, :2].min(axis=0))))
     tolerance = flatten_tolerance(drawing, math.hypot(*canvas) if canvas is not None else None)
 
-    owners, strokes = [], []
+    owners, strokes, flattened = [], [], 0
     if len(fast_points):
         point_owner = np.repeat(path_rows, fast_counts)
         starts = np.flatnonzero(fast_starts)
@@ -947,7 +1004,12 @@ def _strokes(shapes: _Shapes, viewport, canvas: tuple[float, float] | None,
             continue
         matrix = matrices[matrix_ids[k]]
         stretch = _stretch(matrix)
-        local = geometry.flatten(tolerance / stretch if 0 < stretch < math.inf else math.inf)
+        local_tolerance = tolerance / stretch if 0 < stretch < math.inf else math.inf
+        flattened += geometry.count(local_tolerance)
+        if flattened > MAX_FLATTENED_POINTS:  # checked before the points are built
+            raise InputError(f"the SVG's curves, arcs and circles flatten into more than {MAX_FLATTENED_POINTS:,} "
+                             "points", path)
+        local = geometry.flatten(local_tolerance)
         total += sum(len(s) for s in local)
         if total > MAX_POINTS_TOTAL:
             raise InputError(f"the SVG has more than {MAX_POINTS_TOTAL:,} points", path)

@@ -130,7 +130,7 @@ def _root_size(sketch, view_width: float) -> tuple[str, str]:
 
 def _path_element(result: SegmentResult, i: int, points, color: str, width: float, unique_ids: set) -> str:
     sketch, label = result.sketch, int(result.votes.labels[i])
-    name = result.stroke_label_names[i]
+    name = result.labels[label] if label >= 0 else "unknown"  # (stroke_label_names builds every stroke's name)
     confidence = float(result.votes.confidence[i])
     attrs = []
     source_id = sketch.source_ids[i] if sketch.source_ids is not None else None

@@ -4,7 +4,8 @@
     maps = upsample(sim, grid, size)                  # (C, size, size) bicubic, as the paper
     maps01 = minmax_normalise(maps)                   # each map scaled to [0, 1] by its own min and max
 
-`feature_surgery` is CLIP Surgery's redundant-feature removal (the clip-surgery baseline).
+`surgery_weights` + `feature_surgery` are CLIP Surgery's redundant-feature removal (the clip-surgery
+baseline), computable a chunk of labels at a time.
 """
 
 from __future__ import annotations
@@ -38,14 +39,23 @@ def minmax_normalise(maps: torch.Tensor, eps: float = MINMAX_EPS) -> torch.Tenso
     return (maps - low) / (high - low).clamp_min(eps)
 
 
-def feature_surgery(scene: torch.Tensor, patches: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-    """CLIP Surgery's redundant-feature removal (Li et al.): (E,), (P, E), (C, E) -> (C, P).
+def surgery_weights(scene: torch.Tensor, patches: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """What CLIP Surgery's redundant-feature removal needs from all C classes at once: (E,), (P, E),
+    (C, E) -> the class weights (C,) and the redundant feature (P, E).
 
-    Element-wise products of patch and text features, re-weighted by the scene token's class
-    probabilities so that obvious classes do not dominate; their mean over classes (the shared,
-    class-agnostic response) is subtracted before the sum that makes the cosine similarity.
-    """
+    The weights re-weight classes by the scene token's class probabilities so that obvious classes
+    do not dominate; the redundant feature is the mean over classes of the weighted products of
+    patch and text features (the shared, class-agnostic response), computed as the patches times
+    the mean weighted text feature without building the (P, C, E) products."""
     prob = (scene @ text.T * 2).softmax(-1)  # (C,)
     weight = prob / prob.mean()
-    feats = patches[:, None, :] * (text * weight[:, None])[None]  # (P, C, E)
-    return (feats - feats.mean(1, keepdim=True)).sum(-1).T
+    return weight, patches * (text * weight[:, None]).mean(0)[None]
+
+
+def feature_surgery(patches: torch.Tensor, text: torch.Tensor, weight: torch.Tensor, redundant: torch.Tensor) -> torch.Tensor:
+    """CLIP Surgery's redundant-feature removal (Li et al.): (P, E), (K, E), (K,), (P, E) -> (K, P)
+    for any K of the classes, with `weight` and `redundant` from `surgery_weights` over all of them:
+    the element-wise products of patch and text features less the redundant feature, summed into
+    the cosine similarity. Each class's row is the same whichever classes are computed with it."""
+    feats = patches[:, None, :] * (text * weight[:, None])[None]  # (P, K, E)
+    return (feats - redundant[:, None, :]).sum(-1).T
