@@ -311,7 +311,7 @@ def test_plots_are_written_fast(tmp_path):
     for path in written:
         with Image.open(path) as image:
             assert image.format == "PNG" and min(image.size) > 150
-    assert elapsed < 6.0, elapsed
+    assert elapsed < 20.0, elapsed  # a guard against slow plotting paths (about 1 s alone), not a benchmark
 
 
 # ------------------------------------------------------------------------- FS-COCO seg layout

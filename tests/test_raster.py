@@ -368,6 +368,6 @@ def test_two_hundred_thousand_strokes_rasterize_in_seconds():
     began = time.perf_counter()
     raster = rasterize(sketch, 224)
     elapsed = time.perf_counter() - began
-    assert elapsed < 10.0, f"{elapsed:.1f} s"
+    assert elapsed < 30.0, f"{elapsed:.1f} s"  # 1.4 s measured alone: a guard against quadratic drawing, not a benchmark
     assert raster.stroke_ids.max() >= 190_000  # late strokes own pixels
     assert raster.image.mean() < 0.5
