@@ -219,10 +219,11 @@ class SketchCLIP(nn.Module):
 
     # ---- text ---------------------------------------------------------------------------
     def encode_text(self, texts: list[str]) -> torch.Tensor:
-        """texts -> (T, E) L2-normalised text embeddings (frozen text tower)."""
+        """texts -> (T, E) L2-normalised text embeddings (frozen text tower), computed on the tokens up to
+        the longest prompt's end (equal to the full context up to float rounding, several times faster)."""
         device = self.prompts.device
         tokens = seam.tokenizer(self.config.clip_model)(texts).to(device)
-        return F.normalize(self.clip.encode_text(tokens).float(), dim=-1)
+        return F.normalize(seam.encode_text_prefix(self.clip, tokens).float(), dim=-1)
 
     # ---- fine-tuning --------------------------------------------------------------------
     def trainable_names(self) -> list[str]:
