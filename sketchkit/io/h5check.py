@@ -77,6 +77,29 @@ def check_storage(h5, path: Path) -> None:
         raise problem
 
 
+def check_layout(h5, path: Path, columnar: bool) -> None:
+    """/sketches holds datasets (columnar, format 3) or groups of datasets (format 2), as sketchkit writes it:
+    a group where a dataset belongs, or the reverse, is refused before any reader indexes it."""
+    import h5py
+
+    sketches = h5.get("sketches")
+    if sketches is None:
+        return  # each reader names what is missing
+    if not isinstance(sketches, h5py.Group):
+        raise InputError("malformed results file: /sketches is a dataset, not a group", path)
+    for obj in sketches.values():
+        _expect(obj, h5py.Dataset if columnar else h5py.Group, path)
+        if not columnar:
+            for inner in obj.values():
+                _expect(inner, h5py.Dataset, path)
+
+
+def _expect(obj, kind: type, path: Path) -> None:
+    if not isinstance(obj, kind):
+        raise InputError(f"malformed results file: {obj.name} is a {type(obj).__name__.lower()}, not a "
+                         f"{kind.__name__.lower()}", path)
+
+
 def check_dataset(ds, path: Path) -> None:
     """Storage checks of one dataset: not external, not virtual, known filters, bounded chunk and size."""
     where = ds.name
@@ -107,6 +130,10 @@ _KINDS = {"number": "biuf", "int": "iu", "text": "OSU"}
 
 
 def _check_kind(ds, path: Path, kind: str, ndim: int | None) -> None:
+    import h5py
+
+    if not isinstance(ds, h5py.Dataset):
+        raise InputError(f"malformed results file: {ds.name} is a {type(ds).__name__.lower()}, not a dataset", path)
     if ds.dtype.kind not in _KINDS[kind]:
         raise InputError(f"{ds.name} holds {ds.dtype}, not {'text' if kind == 'text' else kind + 's'}", path)
     if ndim is not None and len(ds.shape) != ndim:

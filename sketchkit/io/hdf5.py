@@ -20,7 +20,7 @@ import numpy as np
 import sketchkit
 from sketchkit.errors import InputError, UsageError
 from sketchkit.files import atomic_path, check_free_space, check_output_path
-from sketchkit.io.h5check import (MAX_H5_READ_BYTES, check_eval_maps, check_map_size, check_stored, open_h5, read_array,
+from sketchkit.io.h5check import (MAX_H5_READ_BYTES, check_eval_maps, check_layout, check_map_size, check_stored, open_h5, read_array,
                                   read_floats_attr, read_rows)
 from sketchkit.results import check_result, result_sources, source_name
 from sketchkit.types import Raster, SegmentResult, Sketch, StrokeVotes, Transform
@@ -189,7 +189,8 @@ def read_sketch_h5(path: str | os.PathLike, index: int = 0) -> Sketch:
 
 
 def decode_text(value) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+    """Stored text as str; bytes that are not UTF-8 (a foreign file) become U+FFFD, never an exception."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 def read_results_h5(path: str | os.PathLike) -> list[StoredResult]:
@@ -221,6 +222,7 @@ def _check_format(h5, path: Path) -> int:
     if version > COLUMNAR_VERSION:
         raise InputError(f"results format version {version} is newer than this sketchkit reads "
                          f"({COLUMNAR_VERSION}); upgrade sketchkit", path)
+    check_layout(h5, path, version >= COLUMNAR_VERSION)
     return version
 
 

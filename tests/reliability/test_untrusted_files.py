@@ -223,6 +223,12 @@ def _scaleoffset(h5, g):
     h5.create_dataset("extra", data=np.arange(100), scaleoffset=0)
 
 
+def _group_for_dataset(h5, g):
+    g = _first(g)
+    del g["stroke_labels"]
+    g.create_group("stroke_labels")
+
+
 def _bomb_chunk(h5, g):
     h5.create_dataset("extra", shape=(2**15, 2**15), dtype="f4", chunks=(2**14, 2**14), compression="gzip")
 
@@ -240,6 +246,7 @@ HOSTILE = {
     "label 1,000,000": (_set("stroke_labels", 1_000_000), "stroke_labels"),
     "wrong shape": (_replace("stroke_labels", np.zeros((2, 2), np.int32)), "stroke_labels"),
     "text for numbers": (_replace("stroke_confidence", np.array([b"a", b"b"])), "stroke_confidence"),
+    "group for a dataset": (_group_for_dataset, "stroke_labels is a group, not a dataset"),
 }
 
 
@@ -254,6 +261,21 @@ def test_hostile_results_files_are_refused_by_eval_and_merge(h5files, tmp_path, 
     code, _, err = run(capsys, "h5", "merge", tmp_path / "m.h5", bad, h5files[fmt])
     one_line_error(code, err, "bad.h5")
     assert not (tmp_path / "m.h5").exists()
+
+
+@pytest.mark.parametrize("fmt,name", [("2", "labels"), ("3", "classes")])
+def test_label_text_that_is_not_utf8_reads_as_replacement_characters(h5files, tmp_path, capsys, fmt, name):
+    import h5py
+
+    def change(h5, g):
+        g = _first(g)
+        count = len(g[name])
+        del g[name]
+        g.create_dataset(name, data=np.array([b"\xff\xfe"] * count, dtype=object), dtype=h5py.string_dtype("ascii"))
+
+    bad = _edit(h5files[fmt], tmp_path / "bad.h5", change)
+    code, _, err = run(capsys, "convert", bad, tmp_path / "bad.json")
+    assert code == 0 and "\ufffd" in json.loads((tmp_path / "bad.json").read_text())["labels"][0], err
 
 
 def test_nan_scores_are_refused(h5files, tmp_path, capsys):
