@@ -179,6 +179,33 @@ def read_floats_attr(group, name: str, count: int, path: Path) -> np.ndarray:
     return values
 
 
+def read_int_attr(group, name: str, path: Path, low: int, high: int) -> int:
+    """An attribute holding one whole number in low..high."""
+    value = read_floats_attr(group, name, 1, path)[0]
+    if not math.isfinite(value) or value != int(value) or not low <= value <= high:
+        raise InputError(f"{group.name}: attribute {name!r} is {value}, not a whole number in {low}..{high}", path)
+    return int(value)
+
+
+def read_json_attr(group, name: str, path: Path, kinds: tuple[type, ...]):
+    """An attribute holding JSON text of one of `kinds` (dict, list, str, type(None)), parsed; None when absent."""
+    from .jsontext import load_json
+
+    value = group.attrs.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, (str, bytes)):
+        raise InputError(f"{group.name}: attribute {name!r} is not text", path)
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    parsed = load_json(text, path, where=f"attribute {name!r}: ")
+    if not isinstance(parsed, kinds):
+        raise InputError(f"{group.name}: attribute {name!r} is not {' or '.join(_JSON_KINDS[k] for k in kinds)}", path)
+    return parsed
+
+
+_JSON_KINDS = {dict: "a JSON object", list: "a JSON list", str: "a JSON string", type(None): "null"}
+
+
 def check_map_size(size: float, path: Path, where: str) -> int:
     if not math.isfinite(size) or size != int(size) or not 1 <= size <= MAX_MAP_SIZE:
         raise InputError(f"{where}: map size {size} is not a whole number in 1..{MAX_MAP_SIZE}", path)

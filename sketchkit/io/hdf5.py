@@ -20,8 +20,9 @@ import numpy as np
 import sketchkit
 from sketchkit.errors import InputError, UsageError
 from sketchkit.files import atomic_path, check_free_space, check_output_path
-from sketchkit.io.h5check import (MAX_H5_READ_BYTES, check_eval_maps, check_layout, check_map_size, check_stored, open_h5, read_array,
-                                  read_floats_attr, read_rows)
+from sketchkit.io.h5check import (MAX_H5_READ_BYTES, MAX_MAP_SIZE, check_eval_maps, check_layout, check_map_size,
+                                  check_stored, open_h5, read_array, read_floats_attr, read_int_attr, read_json_attr,
+                                  read_rows)
 from sketchkit.results import check_result, result_sources, source_name
 from sketchkit.types import Raster, SegmentResult, Sketch, StrokeVotes, Transform
 
@@ -397,9 +398,22 @@ def stored_eval_maps(path: Path, stored: Sequence[StoredResult]) -> list[tuple[n
     return out
 
 
+_EVAL_JSON_ATTRS = {"eval_data": (dict,), "eval_weights": (dict, type(None)), "eval_vocab": (str, list),
+                    "eval_name_map": (dict,)}
+"""The JSON attributes `eval --save-predictions` records, and the kinds evaluation reads them as."""
+
+
 def file_attrs(path: Path) -> dict:
+    """The file attributes of a results file, those evaluation reads checked (InputError naming the file):
+    JSON text of their kind (`eval_data` fields: text), `eval_size` a map size."""
     with open_h5(path) as h5:
-        return {k: h5.attrs[k] for k in h5.attrs}
+        attrs = {k: h5.attrs[k] for k in h5.attrs}
+        parsed = {name: read_json_attr(h5, name, path, kinds) for name, kinds in _EVAL_JSON_ATTRS.items()}
+        if "eval_size" in attrs:
+            attrs["eval_size"] = read_int_attr(h5, "eval_size", path, 1, MAX_MAP_SIZE)
+    if not all(isinstance(v, (str, type(None))) for v in (parsed["eval_data"] or {}).values()):
+        raise InputError("/: attribute 'eval_data' holds values that are not text", path)
+    return {**attrs, **{name: decode_text(attrs[name]) for name in parsed if name in attrs}}
 
 
 # ---- format 3: the columnar layout (many sketches, compact, streamed) ----------------------------
@@ -1019,8 +1033,8 @@ def _merge_groups(files, paths: list[Path], out: Path, overwrite: bool) -> Path:
         except ValueError:
             raise InputError("malformed results file: /sketches holds a non-numeric group name", paths[part]) from None
         for position, name in enumerate(names):
-            unit = groups[name].attrs.get("unit")
-            entries.append((None if unit is None else int(unit), part, position, name))
+            unit = None if "unit" not in groups[name].attrs else read_int_attr(groups[name], "unit", paths[part], 0, 2**62)
+            entries.append((unit, part, position, name))
     if entries and all(e[0] is not None for e in entries):
         entries.sort(key=lambda e: (e[0], e[1], e[2]))
     models = list(dict.fromkeys(m for h5 in files for m in decode_text(h5.attrs.get("model", "")).split("; ") if m))

@@ -278,6 +278,34 @@ def test_label_text_that_is_not_utf8_reads_as_replacement_characters(h5files, tm
     assert code == 0 and "\ufffd" in json.loads((tmp_path / "bad.json").read_text())["labels"][0], err
 
 
+BAD_ATTRIBUTES = {  # (on the file or the first sketch group, name, value, command)
+    "eval_data a list": ("file", "eval_data", "[1, 2]", "eval"),
+    "eval_data field a list": ("file", "eval_data", '{"fingerprint": [1]}', "eval"),
+    "eval_weights not JSON": ("file", "eval_weights", "{{", "eval"),
+    "eval_weights an array": ("file", "eval_weights", np.arange(3), "eval"),
+    "eval_size text": ("file", "eval_size", "abc", "eval"),
+    "eval_size NaN": ("file", "eval_size", np.nan, "eval"),
+    "eval_size 10**15": ("file", "eval_size", 10**15, "eval"),
+    "eval_vocab nested deep": ("file", "eval_vocab", "[" * 100_000, "eval"),
+    "eval_name_map not UTF-8": ("file", "eval_name_map", np.void(b"\xff{"), "eval"),
+    "unit text": ("group", "unit", "abc", "merge"),
+    "unit an array": ("group", "unit", np.arange(3), "merge"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_ATTRIBUTES))
+def test_bad_attributes_of_a_predictions_file_give_one_line(h5files, tmp_path, capsys, case):
+    where, name, value, command = BAD_ATTRIBUTES[case]
+
+    def change(h5, g):
+        (h5 if where == "file" else _first(g)).attrs[name] = value
+
+    bad = _edit(h5files["2"], tmp_path / "bad.h5", change)
+    args = ("eval", "--predictions", bad) if command == "eval" else ("h5", "merge", tmp_path / "m.h5", bad, h5files["2"])
+    code, _, err = run(capsys, *args)
+    one_line_error(code, err, "bad.h5", name)
+
+
 def test_nan_scores_are_refused(h5files, tmp_path, capsys):
     bad = _edit(h5files["2"], tmp_path / "bad.h5", _set("scores", np.nan))
     code, _, err = run(capsys, "eval", "--predictions", bad)
