@@ -439,6 +439,36 @@ def test_hostile_adapters_are_refused(tmp_path, capsys, case, fragment):
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
+@pytest.mark.parametrize("config", ["[" * 100_000, '{"a":' * 100_000, "{{", "7" * 5000])
+def test_an_adapter_config_that_is_not_json_gives_one_line(tmp_path, capsys, config):
+    from safetensors.torch import load_file, save_file
+
+    from sketchkit.model.adapter import ADAPTER_KEY
+
+    bad = _adapter(tmp_path, lambda t: None)
+    save_file(load_file(str(bad)), str(bad), metadata={ADAPTER_KEY: config})
+    code, _, err = run(capsys, "segment", EXAMPLE, "--model", "sketchkit", "--backbone", "tiny-random", "--adapter",
+                       bad, "--labels", "tree", "--out", tmp_path / "out")
+    one_line_error(code, err, "bad.safetensors", "adapter config: not valid JSON")
+
+
+def test_an_allocation_failure_is_one_line(tmp_path, capsys, monkeypatch):
+    """An input needing more memory than the process may have (`prlimit --as`): torch's allocator error or
+    numpy's MemoryError is one line, exit 2, not an unexpected error."""
+    import sketchkit.inference.methods as methods
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 20185088 bytes. Error code 12 (Cannot allocate memory)")
+
+    monkeypatch.setattr(methods.ClipSegmenter, "score", fail)
+    code, _, err = run(capsys, "segment", EXAMPLE, "--backbone", "tiny-random", "--labels", "tree", "--out", tmp_path / "o")
+    one_line_error(code, err, "not enough memory (an allocation of 19 MiB failed)")
+    monkeypatch.setattr(methods.ClipSegmenter, "score", lambda *a, **k: np.empty(2**62, np.uint8))
+    code, _, err = run(capsys, "segment", EXAMPLE, "--backbone", "tiny-random", "--labels", "tree", "--out", tmp_path / "o")
+    one_line_error(code, err, "not enough memory")
+
+
 def test_an_adapter_with_many_prompts_is_refused_before_allocating(tmp_path):
     from sketchkit.errors import WeightsError
     from sketchkit.model.adapter import read_adapter
