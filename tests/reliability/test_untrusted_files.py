@@ -553,6 +553,13 @@ def _negative_step(t, m):
     return m
 
 
+def _meta(change):
+    def edit(t, m):
+        change(m)
+        return m
+    return edit
+
+
 def _file(name, content: bytes):
     def edit(folder: Path):
         (folder / name).write_bytes(content)
@@ -567,6 +574,13 @@ RESUME_CASES = {
     "NaN parameter": (_state_edit(_nan_param), "non-finite"),
     "RNG garbage": (_state_edit(_rng_garbage), "train_state.safetensors"),
     "negative step": (_state_edit(_negative_step), "train_state.safetensors"),
+    "step 10**30": (_state_edit(_meta(lambda m: m.update(global_step=10**30))), "train_state.safetensors"),
+    "optimizer lr text": (_state_edit(_meta(lambda m: m["optimizer"]["param_groups"][0].update(lr="fast"))),
+                          "optimizer state is damaged"),
+    "optimizer betas null": (_state_edit(_meta(lambda m: m["optimizer"]["param_groups"][0].update(betas=[0.9, None]))),
+                            "optimizer state is damaged"),
+    "scheduler garbage": (_state_edit(_meta(lambda m: m.update(scheduler={"last_epoch": "x"}))),
+                          "scheduler state is damaged"),
     "config not UTF-8": (_file("config.json", b"{\"lr\": \xff\xfe}"), "config.json"),
     "config a list": (_file("config.json", b"[1, 2, 3]"), "config.json"),
     "config nested deep": (_file("config.json", b"[" * 100_000), "config.json"),
