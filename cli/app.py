@@ -76,6 +76,10 @@ def _usage_errors() -> tuple[type, ...]:
     return tuple(kinds)
 
 
+USAGE_ERRORS = _usage_errors()
+"""Found once at import: an except clause that imported them would fail itself with no memory left."""
+
+
 @contextlib.contextmanager
 def sigterm_as_interrupt():
     """Turn SIGTERM (kill, a scheduler's pre-emption, torchrun stopping its workers) into KeyboardInterrupt
@@ -148,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         stderr.print("Aborted", style="yellow", highlight=False)
         return 130
-    except _usage_errors() as exc:  # unknown command or option, missing argument, bad value: Typer's own message
+    except USAGE_ERRORS as exc:  # unknown command or option, missing argument, bad value: Typer's own message
         exc.show()
         return getattr(exc, "exit_code", 2) or 2
     except Exception as exc:  # anything unexpected, but an allocation failure (MemoryError, torch's) is one line

@@ -135,12 +135,9 @@ def read_train_state(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
 
 
 def _parse_json(text: str, path: Path, what: str):
-    try:
-        return json.loads(text)
-    except RecursionError:
-        raise InputError(f"{what} is not valid JSON (nested too deeply)", path) from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{what} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})", path) from None
+    from ..io.jsontext import load_json
+
+    return load_json(text, path, where=f"{what} is ")
 
 
 MAX_COUNT = 2**53
@@ -265,12 +262,14 @@ def read_metrics(path: Path) -> list[dict]:
     that is not text, a damaged line before the last, or a record that is not an object with a numeric step."""
     if not path.is_file():
         return []
+    from ..io.jsontext import load_json
+
     lines = _read_text(path).splitlines()
     records = []
     for number, line in enumerate(lines, 1):
         try:
-            record = json.loads(line)
-        except (json.JSONDecodeError, RecursionError):
+            record = load_json(line)
+        except InputError:
             if number == len(lines):
                 break  # torn by a kill
             raise InputError(f"line {number} is not valid JSON", path) from None

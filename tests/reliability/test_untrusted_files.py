@@ -584,6 +584,8 @@ RESUME_CASES = {
     "config not UTF-8": (_file("config.json", b"{\"lr\": \xff\xfe}"), "config.json"),
     "config a list": (_file("config.json", b"[1, 2, 3]"), "config.json"),
     "config nested deep": (_file("config.json", b"[" * 100_000), "config.json"),
+    "metadata a 5,000-digit number": (_state_edit(lambda t, m: "1" * 5000), "digits"),
+    "metrics a 5,000-digit step": (_file("metrics.jsonl", b'{"step": ' + b"9" * 5000 + b'}\n{"step": 1}\n'), "metrics.jsonl"),
     "metrics binary": (_file("metrics.jsonl", bytes(range(256)) * 4), "metrics.jsonl"),
     "metrics not objects": (_file("metrics.jsonl", b"[1]\n2\n\"x\"\n"), "metrics.jsonl"),
 }
