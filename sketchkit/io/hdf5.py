@@ -692,6 +692,9 @@ _PER_ROW_COLUMNS = ("canvas", "transform", "model", "scoring", "threshold", "fla
 _PER_STROKE_COLUMNS = ("stroke_points", "stroke_widths", "gt_labels", "instance_ids", "stroke_labels",
                        "stroke_confidence", "stroke_top")
 _PER_LABEL_COLUMNS = ("labels", "scores", "score_range")
+_COLUMN_NDIM = {**dict.fromkeys(("pixel_labels", "stroke_ids", "raster", "top_class", "top_score", "scores"), 3),
+                **dict.fromkeys(("canvas", "transform", "order", "points", "score_range", "stroke_top"), 2)}
+"""Dimensions of the columns that are not one value per row (every other column has one)."""
 
 
 class _ColumnarReader:
@@ -717,6 +720,10 @@ class _ColumnarReader:
         missing = [n for n in required if n not in g]
         if missing:
             raise InputError(f"malformed results file: /sketches/{missing[0]} is missing", path)
+        for name in dict.fromkeys([*required, *_COLUMN_NDIM]):
+            if name in g and len(g[name].shape) != _COLUMN_NDIM.get(name, 1):
+                raise InputError(f"/sketches/{name} has shape {g[name].shape}, expected "
+                                 f"{_COLUMN_NDIM.get(name, 1)} dimension(s)", path)
         self.classes, self.models, self.scorings = (
             [decode_text(n) for n in read_array(g, name, path, kind="text", ndim=1)] for name in ("classes", "models", "scorings"))
         strokes = self._counts("num_strokes", 1)

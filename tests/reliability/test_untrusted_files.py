@@ -306,6 +306,21 @@ def test_bad_attributes_of_a_predictions_file_give_one_line(h5files, tmp_path, c
     one_line_error(code, err, "bad.h5", name)
 
 
+@pytest.mark.parametrize("column", ["flags", "model", "labels", "gt_labels", "instance_ids", "caption_text"])
+@pytest.mark.parametrize("shape", ["extra dimension", "scalar"])
+def test_a_columnar_file_with_a_column_of_other_dimensions_gives_one_line(h5files, tmp_path, capsys, column, shape):
+    def change(h5, g):
+        values = g[column][()]
+        del g[column]
+        g.create_dataset(column, data=np.stack([values, values], axis=-1) if shape == "extra dimension" else values[0])
+
+    bad = _edit(h5files["3"], tmp_path / "bad.h5", change)
+    for args in (("eval", "--predictions", bad), ("h5", "merge", tmp_path / "m.h5", bad, h5files["3"]),
+                 ("convert", bad, tmp_path / "c.json")):
+        code, _, err = run(capsys, *args)
+        one_line_error(code, err, "bad.h5", column)
+
+
 def test_nan_scores_are_refused(h5files, tmp_path, capsys):
     bad = _edit(h5files["2"], tmp_path / "bad.h5", _set("scores", np.nan))
     code, _, err = run(capsys, "eval", "--predictions", bad)
