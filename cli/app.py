@@ -1,7 +1,7 @@
 """The `sketchkit` command: this file only assembles commands and decides exit codes.
 
 Errors: the library raises SketchkitError subclasses; `main()` prints one red line to stderr and
-exits 2 for bad input or usage (a full disk, a read-only output folder too), 1 for anything else,
+exits 2 for bad input or usage (a full disk, a read-only output folder, not enough memory too), 1 for anything else,
 130 on Ctrl-C or SIGTERM. `--debug` or
 SKETCHKIT_DEBUG=1 shows the traceback.
 """
