@@ -951,7 +951,8 @@ def _merge_columnar(files, paths: list[Path], out: Path, overwrite: bool, block:
     keys = []
     for part, reader in enumerate(readers):
         rows = np.arange(reader.count, dtype=np.int64)
-        order = reader.g["order"][()].astype(np.int64).reshape(-1, 2) if reader.count else np.zeros((0, 2), np.int64)
+        order = (read_array(reader.g, "order", reader.path, kind="int", ndim=2).astype(np.int64) if reader.count
+                 else np.zeros((0, 2), np.int64))
         keys.append(np.column_stack([order, np.full(reader.count, part), rows]))
     table = np.concatenate(keys) if keys else np.zeros((0, 4), np.int64)
     if len(jobs) == 1 and None not in jobs:

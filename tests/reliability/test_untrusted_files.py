@@ -321,6 +321,12 @@ def test_a_columnar_file_with_a_column_of_other_dimensions_gives_one_line(h5file
         one_line_error(code, err, "bad.h5", column)
 
 
+def test_merge_checks_the_order_column_of_a_columnar_file(h5files, tmp_path, capsys):
+    bad = _edit(h5files["3"], tmp_path / "bad.h5", _replace("order", np.zeros((2, 2), [("a", "i4"), ("b", "f4")])))
+    code, _, err = run(capsys, "h5", "merge", tmp_path / "m.h5", bad, h5files["3"])
+    one_line_error(code, err, "bad.h5", "order")
+
+
 def test_nan_scores_are_refused(h5files, tmp_path, capsys):
     bad = _edit(h5files["2"], tmp_path / "bad.h5", _set("scores", np.nan))
     code, _, err = run(capsys, "eval", "--predictions", bad)
