@@ -1,7 +1,7 @@
 """The `sketchkit` command: this file only assembles commands and decides exit codes.
 
 Errors: the library raises SketchkitError subclasses; `main()` prints one red line to stderr and
-exits 2 for bad input or usage (a full disk, a read-only output folder too), 1 for anything else,
+exits 2 for bad input or usage (a full disk, a read-only output folder, not enough memory too), 1 for anything else,
 130 on Ctrl-C or SIGTERM. `--debug` or
 SKETCHKIT_DEBUG=1 shows the traceback.
 """
@@ -76,6 +76,10 @@ def _usage_errors() -> tuple[type, ...]:
     return tuple(kinds)
 
 
+USAGE_ERRORS = _usage_errors()
+"""Found once at import: an except clause that imported them would fail itself with no memory left."""
+
+
 @contextlib.contextmanager
 def sigterm_as_interrupt():
     """Turn SIGTERM (kill, a scheduler's pre-emption, torchrun stopping its workers) into KeyboardInterrupt
@@ -124,7 +128,7 @@ def _escape_unencodable_output() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: run the app, turning known failures into one line and an exit code."""
-    from sketchkit.errors import SketchkitError, as_sketchkit_error
+    from sketchkit.errors import SketchkitError, as_memory_error, as_sketchkit_error
 
     _escape_unencodable_output()
     try:
@@ -137,18 +141,9 @@ def main(argv: list[str] | None = None) -> int:
         stderr.print(exc.args[0], highlight=False, soft_wrap=True)
         return 130
     except OSError as exc:  # a full disk, a read-only folder, a link loop the code before did not name
-        mapped = as_sketchkit_error(exc)
-        if mapped is None:
-            return _unexpected(exc)
-        if _debug():
-            stderr.print_exception()
-        print_error(mapped)
-        return mapped.exit_code
+        return _known(as_sketchkit_error(exc) or as_memory_error(exc), exc)
     except SketchkitError as exc:
-        if _debug():
-            stderr.print_exception()
-        print_error(exc)
-        return exc.exit_code
+        return _known(exc, exc)
     except KeyboardInterrupt:
         stderr.print("Interrupted", style="yellow", highlight=False)
         return 130
@@ -157,11 +152,21 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         stderr.print("Aborted", style="yellow", highlight=False)
         return 130
-    except _usage_errors() as exc:  # unknown command or option, missing argument, bad value: Typer's own message
+    except USAGE_ERRORS as exc:  # unknown command or option, missing argument, bad value: Typer's own message
         exc.show()
         return getattr(exc, "exit_code", 2) or 2
-    except Exception as exc:  # anything unexpected
+    except Exception as exc:  # anything unexpected, but an allocation failure (MemoryError, torch's) is one line
+        return _known(as_memory_error(exc), exc)
+
+
+def _known(mapped, exc: Exception) -> int:
+    """One line for `mapped` (the SketchkitError an OSError or allocation failure stands for), else unexpected."""
+    if mapped is None:
         return _unexpected(exc)
+    if _debug():
+        stderr.print_exception()
+    print_error(mapped)
+    return mapped.exit_code
 
 
 def _unexpected(exc: Exception) -> int:

@@ -69,6 +69,13 @@ class OutputError(SketchkitError):
     exit_code = 2
 
 
+class ResourceError(SketchkitError):
+    """The input needs more memory than the machine, or the process's memory limit (`ulimit -v`, a
+    container), allows: exit 2 with one line, like a full disk."""
+
+    exit_code = 2
+
+
 OUTPUT_ERRNOS = frozenset(getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EFBIG", "EROFS", "EACCES", "EPERM")
                           if hasattr(errno, name))
 """OSError numbers that mean "cannot write here" rather than a bug: they become OutputError."""
@@ -99,3 +106,20 @@ def as_sketchkit_error(exc: BaseException, path: object | None = None) -> Sketch
     reason = os.strerror(number).lower()
     kind = OutputError if number in OUTPUT_ERRNOS else InputError
     return kind(f"{printable(where)}: {reason}" if where is not None else reason)
+
+
+_OOM_TEXT = ("can't allocate memory", "cannot allocate memory", "out of memory")
+_OOM_BYTES = re.compile(r"allocate (\d+) bytes")
+
+
+def as_memory_error(exc: BaseException) -> ResourceError | None:
+    """The one-line error an allocation failure stands for (numpy's MemoryError, torch's "DefaultCPUAllocator:
+    can't allocate memory", ENOMEM), else None."""
+    text = str(exc)
+    if not (isinstance(exc, MemoryError) or os_errno(exc) == errno.ENOMEM
+            or isinstance(exc, RuntimeError) and any(t in text.lower() for t in _OOM_TEXT)):
+        return None
+    size = _OOM_BYTES.search(text)
+    what = f"an allocation of {int(size.group(1)) / 2**20:,.0f} MiB failed" if size else "an allocation failed"
+    return ResourceError(f"not enough memory ({what}): this input needs more memory than the machine or the "
+                         "process's memory limit allows")

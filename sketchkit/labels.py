@@ -24,6 +24,7 @@ without any downloaded NLP model:
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -223,11 +224,14 @@ def _tokens(text: str) -> list[str]:
 
 @dataclass(frozen=True)
 class _Index:
-    """Vocabulary lookup: token keys ('teddy bear') and one-word keys ('teddybear') -> name."""
+    """Vocabulary lookup: token keys ('teddy bear') and one-word keys ('teddybear') -> name, and both key
+    lists sorted, to tell whether a span of a caption can still grow into a key (`_extends`)."""
 
     spaced: dict[str, str]
     compact: dict[str, str]
     longest: int
+    spaced_sorted: tuple[str, ...]
+    compact_sorted: tuple[str, ...]
 
     @classmethod
     def build(cls, vocabulary: Sequence[str]) -> "_Index":
@@ -241,24 +245,37 @@ class _Index:
             spaced.setdefault(" ".join(tokens), name)
             compact.setdefault("".join(tokens), name)
             longest = max(longest, len(tokens))
-        return cls(spaced, compact, longest)
+        return cls(spaced, compact, longest, tuple(sorted(spaced)), tuple(sorted(compact)))
 
-    def lookup(self, words: Sequence[str]) -> str | None:
-        return self.spaced.get(" ".join(words)) or (self.compact.get("".join(words)) if len(words) > 1 else None)
+    def lookup(self, head: tuple[str, str], word: str, size: int) -> str | None:
+        """The name of the span `head` (its words before the last, spaced and compact) + `word`."""
+        spaced = f"{head[0]} {word}" if size > 1 else word
+        return self.spaced.get(spaced) or (self.compact.get(head[1] + word) if size > 1 else None)
 
     def match(self, tokens: Sequence[str], start: int) -> tuple[int, str] | None:
-        """(token count, name) of the longest match at `start`, as written, then singularised."""
-        for size in range(min(self.longest, len(tokens) - start), 0, -1):
-            words = list(tokens[start : start + size])
-            name = self.lookup(words)
-            if name is None:
-                for singular in _singulars(words[-1]):
-                    name = self.lookup([*words[:-1], singular])
-                    if name is not None:
-                        break
+        """(token count, name) of the longest match at `start`, as written, then singularised. The span grows
+        only while some key starts with it, so a caption costs time linear in its length, whatever the
+        vocabulary (a name of 300 tokens, thousands of odd words)."""
+        found, head = None, ("", "")
+        for size in range(1, min(self.longest, len(tokens) - start) + 1):
+            word = tokens[start + size - 1]
+            name = self.lookup(head, word, size)
+            for singular in () if name is not None else _singulars(word):
+                name = self.lookup(head, singular, size)
+                if name is not None:
+                    break
             if name is not None:
-                return size, name
-        return None
+                found = size, name
+            head = (f"{head[0]} {word}" if size > 1 else word, head[1] + word)
+            if not (_extends(self.spaced_sorted, head[0] + " ") or _extends(self.compact_sorted, head[1])):
+                break
+        return found
+
+
+def _extends(keys: tuple[str, ...], prefix: str) -> bool:
+    """Whether a key of the sorted `keys` starts with `prefix` (and is longer)."""
+    at = bisect.bisect_right(keys, prefix)
+    return at < len(keys) and keys[at].startswith(prefix)
 
 
 @lru_cache(maxsize=8)

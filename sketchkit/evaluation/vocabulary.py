@@ -95,7 +95,7 @@ class Vocabulary:
         try:
             names = json.loads(_text(attrs["eval_vocab"]))
             mapping = json.loads(_text(attrs.get("eval_name_map", "{}")))
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             raise InputError("malformed eval_vocab / eval_name_map attribute", path) from None
         if not isinstance(mapping, dict) or not (names == "per-sketch" or isinstance(names, list)):
             raise InputError("malformed eval_vocab / eval_name_map attribute", path)
@@ -103,5 +103,5 @@ class Vocabulary:
 
 
 def _text(value) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 

@@ -33,7 +33,7 @@ import warnings
 import numpy as np
 
 from sketchkit.errors import InputError
-from sketchkit.io.limits import MAX_BITMAP_PIXELS, check_bitmap_strokes
+from sketchkit.io.limits import MAX_BITMAP_PIXELS, check_bitmap_strokes, check_skeleton_pixels
 from sketchkit.types import Sketch
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -261,6 +261,7 @@ def trace_strokes(ink: np.ndarray, skeleton: np.ndarray | None = None, path=None
 
     if skeleton is None:
         skeleton = skeletonize(ink)
+    check_skeleton_pixels(int(np.count_nonzero(skeleton)), path)
     rows, cols = np.nonzero(skeleton)
     num_nodes = len(rows)
     if num_nodes == 0:

@@ -77,6 +77,29 @@ def check_storage(h5, path: Path) -> None:
         raise problem
 
 
+def check_layout(h5, path: Path, columnar: bool) -> None:
+    """/sketches holds datasets (columnar, format 3) or groups of datasets (format 2), as sketchkit writes it:
+    a group where a dataset belongs, or the reverse, is refused before any reader indexes it."""
+    import h5py
+
+    sketches = h5.get("sketches")
+    if sketches is None:
+        return  # each reader names what is missing
+    if not isinstance(sketches, h5py.Group):
+        raise InputError("malformed results file: /sketches is a dataset, not a group", path)
+    for obj in sketches.values():
+        _expect(obj, h5py.Dataset if columnar else h5py.Group, path)
+        if not columnar:
+            for inner in obj.values():
+                _expect(inner, h5py.Dataset, path)
+
+
+def _expect(obj, kind: type, path: Path) -> None:
+    if not isinstance(obj, kind):
+        raise InputError(f"malformed results file: {obj.name} is a {type(obj).__name__.lower()}, not a "
+                         f"{kind.__name__.lower()}", path)
+
+
 def check_dataset(ds, path: Path) -> None:
     """Storage checks of one dataset: not external, not virtual, known filters, bounded chunk and size."""
     where = ds.name
@@ -107,6 +130,10 @@ _KINDS = {"number": "biuf", "int": "iu", "text": "OSU"}
 
 
 def _check_kind(ds, path: Path, kind: str, ndim: int | None) -> None:
+    import h5py
+
+    if not isinstance(ds, h5py.Dataset):
+        raise InputError(f"malformed results file: {ds.name} is a {type(ds).__name__.lower()}, not a dataset", path)
     if ds.dtype.kind not in _KINDS[kind]:
         raise InputError(f"{ds.name} holds {ds.dtype}, not {'text' if kind == 'text' else kind + 's'}", path)
     if ndim is not None and len(ds.shape) != ndim:
@@ -150,6 +177,33 @@ def read_floats_attr(group, name: str, count: int, path: Path) -> np.ndarray:
     if values.size != count:
         raise InputError(f"{group.name}: attribute {name!r} has {values.size} values, not {count}", path)
     return values
+
+
+def read_int_attr(group, name: str, path: Path, low: int, high: int) -> int:
+    """An attribute holding one whole number in low..high."""
+    value = read_floats_attr(group, name, 1, path)[0]
+    if not math.isfinite(value) or value != int(value) or not low <= value <= high:
+        raise InputError(f"{group.name}: attribute {name!r} is {value}, not a whole number in {low}..{high}", path)
+    return int(value)
+
+
+def read_json_attr(group, name: str, path: Path, kinds: tuple[type, ...]):
+    """An attribute holding JSON text of one of `kinds` (dict, list, str, type(None)), parsed; None when absent."""
+    from .jsontext import load_json
+
+    value = group.attrs.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, (str, bytes)):
+        raise InputError(f"{group.name}: attribute {name!r} is not text", path)
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    parsed = load_json(text, path, where=f"attribute {name!r}: ")
+    if not isinstance(parsed, kinds):
+        raise InputError(f"{group.name}: attribute {name!r} is not {' or '.join(_JSON_KINDS[k] for k in kinds)}", path)
+    return parsed
+
+
+_JSON_KINDS = {dict: "a JSON object", list: "a JSON list", str: "a JSON string", type(None): "null"}
 
 
 def check_map_size(size: float, path: Path, where: str) -> int:

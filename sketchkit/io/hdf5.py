@@ -20,8 +20,9 @@ import numpy as np
 import sketchkit
 from sketchkit.errors import InputError, UsageError
 from sketchkit.files import atomic_path, check_free_space, check_output_path
-from sketchkit.io.h5check import (MAX_H5_READ_BYTES, check_eval_maps, check_map_size, check_stored, open_h5, read_array,
-                                  read_floats_attr, read_rows)
+from sketchkit.io.h5check import (MAX_H5_READ_BYTES, MAX_MAP_SIZE, check_eval_maps, check_layout, check_map_size,
+                                  check_stored, open_h5, read_array, read_floats_attr, read_int_attr, read_json_attr,
+                                  read_rows)
 from sketchkit.results import check_result, result_sources, source_name
 from sketchkit.types import Raster, SegmentResult, Sketch, StrokeVotes, Transform
 
@@ -189,7 +190,8 @@ def read_sketch_h5(path: str | os.PathLike, index: int = 0) -> Sketch:
 
 
 def decode_text(value) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+    """Stored text as str; bytes that are not UTF-8 (a foreign file) become U+FFFD, never an exception."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 def read_results_h5(path: str | os.PathLike) -> list[StoredResult]:
@@ -221,6 +223,7 @@ def _check_format(h5, path: Path) -> int:
     if version > COLUMNAR_VERSION:
         raise InputError(f"results format version {version} is newer than this sketchkit reads "
                          f"({COLUMNAR_VERSION}); upgrade sketchkit", path)
+    check_layout(h5, path, version >= COLUMNAR_VERSION)
     return version
 
 
@@ -395,9 +398,22 @@ def stored_eval_maps(path: Path, stored: Sequence[StoredResult]) -> list[tuple[n
     return out
 
 
+_EVAL_JSON_ATTRS = {"eval_data": (dict,), "eval_weights": (dict, type(None)), "eval_vocab": (str, list),
+                    "eval_name_map": (dict,)}
+"""The JSON attributes `eval --save-predictions` records, and the kinds evaluation reads them as."""
+
+
 def file_attrs(path: Path) -> dict:
+    """The file attributes of a results file, those evaluation reads checked (InputError naming the file):
+    JSON text of their kind (`eval_data` fields: text), `eval_size` a map size."""
     with open_h5(path) as h5:
-        return {k: h5.attrs[k] for k in h5.attrs}
+        attrs = {k: h5.attrs[k] for k in h5.attrs}
+        parsed = {name: read_json_attr(h5, name, path, kinds) for name, kinds in _EVAL_JSON_ATTRS.items()}
+        if "eval_size" in attrs:
+            attrs["eval_size"] = read_int_attr(h5, "eval_size", path, 1, MAX_MAP_SIZE)
+    if not all(isinstance(v, (str, type(None))) for v in (parsed["eval_data"] or {}).values()):
+        raise InputError("/: attribute 'eval_data' holds values that are not text", path)
+    return {**attrs, **{name: decode_text(attrs[name]) for name in parsed if name in attrs}}
 
 
 # ---- format 3: the columnar layout (many sketches, compact, streamed) ----------------------------
@@ -676,6 +692,9 @@ _PER_ROW_COLUMNS = ("canvas", "transform", "model", "scoring", "threshold", "fla
 _PER_STROKE_COLUMNS = ("stroke_points", "stroke_widths", "gt_labels", "instance_ids", "stroke_labels",
                        "stroke_confidence", "stroke_top")
 _PER_LABEL_COLUMNS = ("labels", "scores", "score_range")
+_COLUMN_NDIM = {**dict.fromkeys(("pixel_labels", "stroke_ids", "raster", "top_class", "top_score", "scores"), 3),
+                **dict.fromkeys(("canvas", "transform", "order", "points", "score_range", "stroke_top"), 2)}
+"""Dimensions of the columns that are not one value per row (every other column has one)."""
 
 
 class _ColumnarReader:
@@ -701,6 +720,10 @@ class _ColumnarReader:
         missing = [n for n in required if n not in g]
         if missing:
             raise InputError(f"malformed results file: /sketches/{missing[0]} is missing", path)
+        for name in dict.fromkeys([*required, *_COLUMN_NDIM]):
+            if name in g and len(g[name].shape) != _COLUMN_NDIM.get(name, 1):
+                raise InputError(f"/sketches/{name} has shape {g[name].shape}, expected "
+                                 f"{_COLUMN_NDIM.get(name, 1)} dimension(s)", path)
         self.classes, self.models, self.scorings = (
             [decode_text(n) for n in read_array(g, name, path, kind="text", ndim=1)] for name in ("classes", "models", "scorings"))
         strokes = self._counts("num_strokes", 1)
@@ -928,7 +951,8 @@ def _merge_columnar(files, paths: list[Path], out: Path, overwrite: bool, block:
     keys = []
     for part, reader in enumerate(readers):
         rows = np.arange(reader.count, dtype=np.int64)
-        order = reader.g["order"][()].astype(np.int64).reshape(-1, 2) if reader.count else np.zeros((0, 2), np.int64)
+        order = (read_array(reader.g, "order", reader.path, kind="int", ndim=2).astype(np.int64) if reader.count
+                 else np.zeros((0, 2), np.int64))
         keys.append(np.column_stack([order, np.full(reader.count, part), rows]))
     table = np.concatenate(keys) if keys else np.zeros((0, 4), np.int64)
     if len(jobs) == 1 and None not in jobs:
@@ -1017,8 +1041,8 @@ def _merge_groups(files, paths: list[Path], out: Path, overwrite: bool) -> Path:
         except ValueError:
             raise InputError("malformed results file: /sketches holds a non-numeric group name", paths[part]) from None
         for position, name in enumerate(names):
-            unit = groups[name].attrs.get("unit")
-            entries.append((None if unit is None else int(unit), part, position, name))
+            unit = None if "unit" not in groups[name].attrs else read_int_attr(groups[name], "unit", paths[part], 0, 2**62)
+            entries.append((unit, part, position, name))
     if entries and all(e[0] is not None for e in entries):
         entries.sort(key=lambda e: (e[0], e[1], e[2]))
     models = list(dict.fromkeys(m for h5 in files for m in decode_text(h5.attrs.get("model", "")).split("; ") if m))

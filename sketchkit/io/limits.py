@@ -151,6 +151,10 @@ MAX_LABEL_CHARS = 200
 MAX_BITMAP_STROKES = 50_000
 """Most pseudo-strokes traced from one PNG/JPEG (a speckled scan); checked before they are built."""
 
+MAX_SKELETON_PIXELS = 4_000_000
+"""Most pixels of thinned ink traced from one PNG/JPEG: 4,000 lines of 1,000 px; a checkerboard or
+texture thins to half its pixels, and tracing holds about 140 bytes per skeleton pixel."""
+
 _LIST_BLOCK = 1 << 16
 
 
@@ -194,6 +198,13 @@ def check_label_length(label: str, source=None) -> None:
     if len(label) > MAX_LABEL_CHARS:
         raise InputError(f"a label of {len(label):,} characters ({label[:20]!r}...), more than the "
                          f"{MAX_LABEL_CHARS} sketchkit accepts", source)
+
+
+def check_skeleton_pixels(count: int, path) -> None:
+    """InputError when an image's thinned ink has more than MAX_SKELETON_PIXELS pixels (before tracing them)."""
+    if count > MAX_SKELETON_PIXELS:
+        raise InputError(f"the image's ink thins to {count:,} pixels of line, more than the {MAX_SKELETON_PIXELS:,} "
+                         "sketchkit traces (a texture or a dot pattern, not a line drawing)", path)
 
 
 def check_bitmap_strokes(count: int, path) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from .. import __version__
-from ..errors import WeightsError
+from ..errors import InputError, WeightsError
 from .encoder import SketchCLIP
 from .weights import check_finite
 
@@ -123,10 +123,12 @@ _ITEMSIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16":
 def _parse_config(meta: dict, path: Path) -> dict:
     if ADAPTER_KEY not in meta:
         raise WeightsError(f"{path} is a safetensors file but not a sketchkit adapter (no '{ADAPTER_KEY}' metadata)")
+    from ..io.jsontext import load_json
+
     try:
-        config = json.loads(meta[ADAPTER_KEY])
-    except json.JSONDecodeError:
-        raise WeightsError(f"{path}: adapter config is not valid JSON") from None
+        config = load_json(meta[ADAPTER_KEY], where="adapter config: ")
+    except InputError as exc:  # malformed, nested too deeply, a huge number
+        raise WeightsError(f"{path}: {exc}") from None
     if not isinstance(config, dict):
         raise WeightsError(f"{path}: adapter config is not a JSON object")
     return config

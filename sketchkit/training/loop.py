@@ -36,7 +36,7 @@ from .events import (EpochEnd, EpochStart, Note, Saved, Setup, Step, TrainEvent,
                      ValidationProgress, ValidationStart)
 from .losses import TextBank, batch_targets, micro_batch_losses
 from .state import (BEST_FILE, CONFIG_FILE, LAST_FILE, METRICS_FILE, PLOT_FILE, RUN_FILES, STATE_FILE, STATE_VERSION,
-                    check_param_shapes, flatten_optimizer_state, read_metrics, read_train_state, rng_states,
+                    check_like, check_param_shapes, flatten_optimizer_state, read_metrics, read_train_state, rng_states,
                     save_train_state, seed_everything, set_rng_states, unflatten_optimizer_state)
 
 
@@ -238,6 +238,9 @@ class _Run:
         path = self.out / STATE_FILE
         self.check_resumable(meta)
         check_param_shapes(tensors, meta, dict(zip(self.param_names, self.params)), self.optimizer, path)
+        fresh = flatten_optimizer_state(self.optimizer.state_dict())[1]["param_groups"]
+        check_like(meta["optimizer"]["param_groups"], fresh, path, "optimizer state")
+        check_like(meta["scheduler"], self.scheduler.state_dict(), path, "scheduler state")
         try:
             self.optimizer.load_state_dict(unflatten_optimizer_state(tensors, meta["optimizer"]))
             self.scheduler.load_state_dict(meta["scheduler"])

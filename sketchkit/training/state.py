@@ -135,13 +135,13 @@ def read_train_state(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
 
 
 def _parse_json(text: str, path: Path, what: str):
-    try:
-        return json.loads(text)
-    except RecursionError:
-        raise InputError(f"{what} is not valid JSON (nested too deeply)", path) from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{what} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})", path) from None
+    from ..io.jsontext import load_json
 
+    return load_json(text, path, where=f"{what} is ")
+
+
+MAX_COUNT = 2**53
+"""Counters (epochs, steps) past this are no count a run reaches (and lose precision as floats)."""
 
 _META_TYPES = {"config": dict, "epoch": int, "step_in_epoch": int, "global_step": int, "best": dict,
                "param_names": list, "optimizer": dict, "scheduler": dict, "rng": dict, "model": dict}
@@ -156,7 +156,7 @@ def check_train_state(tensors: dict[str, torch.Tensor], meta: dict, path: Path) 
         if not isinstance(value, kind) or isinstance(value, bool):
             raise InputError(f"its metadata lacks a valid {key!r} ({kind.__name__} expected, found {value!r:.60})", path)
     for key in ("epoch", "step_in_epoch", "global_step"):
-        if meta[key] < 0:
+        if not 0 <= meta[key] < MAX_COUNT:
             raise InputError(f"its metadata has {key} = {meta[key]}, not a count", path)
     if not isinstance(meta.get("validated_step", -1), int) or not all(isinstance(n, str) for n in meta["param_names"]):
         raise InputError("its metadata lists parameters or steps that are not names and numbers", path)
@@ -196,6 +196,38 @@ def check_param_shapes(tensors: dict[str, torch.Tensor], meta: dict, params: dic
             raise InputError(f"{key} has shape {tuple(tensors[key].shape)}, the model's is {tuple(param.shape)}", path)
 
 
+def check_like(saved, fresh, path: Path, where: str) -> None:
+    """`saved` (JSON read from a state file) has the structure and kinds of `fresh` (what this run saves in
+    its place: an optimizer's parameter groups, a scheduler's state): the same keys and list lengths, whole
+    numbers for ints, finite numbers for floats, text for text; where `fresh` is None, any plain value."""
+    def bad(why: str) -> InputError:
+        return InputError(f"its {where} is damaged ({why})", path)
+
+    if isinstance(fresh, dict):
+        if not isinstance(saved, dict):
+            raise bad(f"{saved!r:.40} where an object belongs")
+        for key, value in fresh.items():
+            if key not in saved:
+                raise bad(f"{key!r} is missing")
+            check_like(saved[key], value, path, where)
+    elif isinstance(fresh, (list, tuple)):
+        if not isinstance(saved, list) or len(saved) != len(fresh):
+            raise bad(f"{saved!r:.40} where a list of {len(fresh)} belongs")
+        for item, value in zip(saved, fresh):
+            check_like(item, value, path, where)
+    elif fresh is None:
+        if isinstance(saved, (dict, list)):
+            raise bad(f"{saved!r:.40} where a plain value belongs")
+    elif isinstance(fresh, (bool, str)):
+        if type(saved) is not type(fresh):
+            raise bad(f"{saved!r:.40} where {type(fresh).__name__} belongs")
+    elif isinstance(fresh, (int, float)):
+        whole = isinstance(fresh, int)
+        if isinstance(saved, bool) or not isinstance(saved, int if whole else (int, float)) \
+                or not (math.isfinite(saved) and abs(saved) < MAX_COUNT):
+            raise bad(f"{saved!r:.40} where {'a whole' if whole else 'a finite'} number belongs")
+
+
 def _check_rng(states: dict, path: Path) -> None:
     """Set the saved RNG states once (torch, numpy and Python check them), then put the current ones back."""
     current = rng_states()
@@ -230,12 +262,14 @@ def read_metrics(path: Path) -> list[dict]:
     that is not text, a damaged line before the last, or a record that is not an object with a numeric step."""
     if not path.is_file():
         return []
+    from ..io.jsontext import load_json
+
     lines = _read_text(path).splitlines()
     records = []
     for number, line in enumerate(lines, 1):
         try:
-            record = json.loads(line)
-        except (json.JSONDecodeError, RecursionError):
+            record = load_json(line)
+        except InputError:
             if number == len(lines):
                 break  # torn by a kill
             raise InputError(f"line {number} is not valid JSON", path) from None

@@ -125,6 +125,34 @@ def test_label_file_over_the_cap_is_one_line_exit_2(capsys, small_json, tmp_path
     _one_line_error(capsys, code, "3,000 labels given, more than the 1,000")
 
 
+def test_a_texture_png_is_refused_before_tracing(tmp_path):
+    """A 42 KB checkerboard PNG of 6,000 x 6,000 thins to 18 M skeleton pixels: traced, it took 2.6 GB."""
+    from PIL import Image
+
+    board = (np.indices((6000, 6000)).sum(0) % 2 * 255).astype(np.uint8)
+    Image.fromarray(board).save(tmp_path / "checker.png", optimize=True)
+    script = "import sys\nfrom sketchkit.io import read_sketch\nread_sketch(sys.argv[1])\n"
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "checker.png")], capture_output=True, text=True,
+                          timeout=60, preexec_fn=_limit_memory(1_500_000_000), cwd=REPO)
+    assert "thins to 18,000,000 pixels of line" in done.stderr and "MemoryError" not in done.stderr, done.stderr[-2000:]
+
+
+def test_caption_matching_is_linear_whatever_the_vocabulary():
+    """A vocabulary of odd words (-ies, -ves, -ses, one name of 300 punctuation tokens) and a 200,000-character
+    caption: the span at each word grows only while a name starts with it (it took minutes)."""
+    import random
+
+    from sketchkit.labels import labels_from_caption
+
+    rng = random.Random(0)
+    words = ["".join(rng.choice("abcdefghij") for _ in range(rng.randint(1, 9))) + rng.choice(["ies", "ves", "ses", "s"])
+             for _ in range(6000)] + ["'" * 199, "- " * 99 + "x", "x y " * 49, "teddy bear", "wolf"]
+    caption = " ".join(rng.choice(words) for _ in range(20_000))[:200_000] + " and two teddy bears and wolves"
+    start = time.perf_counter()
+    found = labels_from_caption(caption, words)
+    assert time.perf_counter() - start < 10 and {"teddy bear", "wolf"} <= set(found)
+
+
 def test_chunked_scores_equal_unchunked(monkeypatch):
     from sketchkit.inference import methods
     from sketchkit.inference.methods import ModelSpec, build_segmenter

@@ -223,6 +223,12 @@ def _scaleoffset(h5, g):
     h5.create_dataset("extra", data=np.arange(100), scaleoffset=0)
 
 
+def _group_for_dataset(h5, g):
+    g = _first(g)
+    del g["stroke_labels"]
+    g.create_group("stroke_labels")
+
+
 def _bomb_chunk(h5, g):
     h5.create_dataset("extra", shape=(2**15, 2**15), dtype="f4", chunks=(2**14, 2**14), compression="gzip")
 
@@ -240,6 +246,7 @@ HOSTILE = {
     "label 1,000,000": (_set("stroke_labels", 1_000_000), "stroke_labels"),
     "wrong shape": (_replace("stroke_labels", np.zeros((2, 2), np.int32)), "stroke_labels"),
     "text for numbers": (_replace("stroke_confidence", np.array([b"a", b"b"])), "stroke_confidence"),
+    "group for a dataset": (_group_for_dataset, "stroke_labels is a group, not a dataset"),
 }
 
 
@@ -254,6 +261,70 @@ def test_hostile_results_files_are_refused_by_eval_and_merge(h5files, tmp_path, 
     code, _, err = run(capsys, "h5", "merge", tmp_path / "m.h5", bad, h5files[fmt])
     one_line_error(code, err, "bad.h5")
     assert not (tmp_path / "m.h5").exists()
+
+
+@pytest.mark.parametrize("fmt,name", [("2", "labels"), ("3", "classes")])
+def test_label_text_that_is_not_utf8_reads_as_replacement_characters(h5files, tmp_path, capsys, fmt, name):
+    import h5py
+
+    def change(h5, g):
+        g = _first(g)
+        count = len(g[name])
+        del g[name]
+        g.create_dataset(name, data=np.array([b"\xff\xfe"] * count, dtype=object), dtype=h5py.string_dtype("ascii"))
+
+    bad = _edit(h5files[fmt], tmp_path / "bad.h5", change)
+    code, _, err = run(capsys, "convert", bad, tmp_path / "bad.json")
+    assert code == 0 and "\ufffd" in json.loads((tmp_path / "bad.json").read_text())["labels"][0], err
+
+
+BAD_ATTRIBUTES = {  # (on the file or the first sketch group, name, value, command)
+    "eval_data a list": ("file", "eval_data", "[1, 2]", "eval"),
+    "eval_data field a list": ("file", "eval_data", '{"fingerprint": [1]}', "eval"),
+    "eval_weights not JSON": ("file", "eval_weights", "{{", "eval"),
+    "eval_weights an array": ("file", "eval_weights", np.arange(3), "eval"),
+    "eval_size text": ("file", "eval_size", "abc", "eval"),
+    "eval_size NaN": ("file", "eval_size", np.nan, "eval"),
+    "eval_size 10**15": ("file", "eval_size", 10**15, "eval"),
+    "eval_vocab nested deep": ("file", "eval_vocab", "[" * 100_000, "eval"),
+    "eval_name_map not UTF-8": ("file", "eval_name_map", np.void(b"\xff{"), "eval"),
+    "unit text": ("group", "unit", "abc", "merge"),
+    "unit an array": ("group", "unit", np.arange(3), "merge"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_ATTRIBUTES))
+def test_bad_attributes_of_a_predictions_file_give_one_line(h5files, tmp_path, capsys, case):
+    where, name, value, command = BAD_ATTRIBUTES[case]
+
+    def change(h5, g):
+        (h5 if where == "file" else _first(g)).attrs[name] = value
+
+    bad = _edit(h5files["2"], tmp_path / "bad.h5", change)
+    args = ("eval", "--predictions", bad) if command == "eval" else ("h5", "merge", tmp_path / "m.h5", bad, h5files["2"])
+    code, _, err = run(capsys, *args)
+    one_line_error(code, err, "bad.h5", name)
+
+
+@pytest.mark.parametrize("column", ["flags", "gt_labels", "caption_text"])
+@pytest.mark.parametrize("shape", ["extra dimension", "scalar"])
+def test_a_columnar_file_with_a_column_of_other_dimensions_gives_one_line(h5files, tmp_path, capsys, column, shape):
+    def change(h5, g):
+        values = g[column][()]
+        del g[column]
+        g.create_dataset(column, data=np.stack([values, values], axis=-1) if shape == "extra dimension" else values[0])
+
+    bad = _edit(h5files["3"], tmp_path / "bad.h5", change)
+    for args in (("eval", "--predictions", bad), ("h5", "merge", tmp_path / "m.h5", bad, h5files["3"]),
+                 ("convert", bad, tmp_path / "c.json")):
+        code, _, err = run(capsys, *args)
+        one_line_error(code, err, "bad.h5", column)
+
+
+def test_merge_checks_the_order_column_of_a_columnar_file(h5files, tmp_path, capsys):
+    bad = _edit(h5files["3"], tmp_path / "bad.h5", _replace("order", np.zeros((2, 2), [("a", "i4"), ("b", "f4")])))
+    code, _, err = run(capsys, "h5", "merge", tmp_path / "m.h5", bad, h5files["3"])
+    one_line_error(code, err, "bad.h5", "order")
 
 
 def test_nan_scores_are_refused(h5files, tmp_path, capsys):
@@ -389,6 +460,36 @@ def test_hostile_adapters_are_refused(tmp_path, capsys, case, fragment):
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
+@pytest.mark.parametrize("config", ["[" * 100_000, "7" * 5000])
+def test_an_adapter_config_that_is_not_json_gives_one_line(tmp_path, capsys, config):
+    from safetensors.torch import load_file, save_file
+
+    from sketchkit.model.adapter import ADAPTER_KEY
+
+    bad = _adapter(tmp_path, lambda t: None)
+    save_file(load_file(str(bad)), str(bad), metadata={ADAPTER_KEY: config})
+    code, _, err = run(capsys, "segment", EXAMPLE, "--model", "sketchkit", "--backbone", "tiny-random", "--adapter",
+                       bad, "--labels", "tree", "--out", tmp_path / "out")
+    one_line_error(code, err, "bad.safetensors", "adapter config: not valid JSON")
+
+
+def test_an_allocation_failure_is_one_line(tmp_path, capsys, monkeypatch):
+    """An input needing more memory than the process may have (`prlimit --as`): torch's allocator error or
+    numpy's MemoryError is one line, exit 2, not an unexpected error."""
+    import sketchkit.inference.methods as methods
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 20185088 bytes. Error code 12 (Cannot allocate memory)")
+
+    monkeypatch.setattr(methods.ClipSegmenter, "score", fail)
+    code, _, err = run(capsys, "segment", EXAMPLE, "--backbone", "tiny-random", "--labels", "tree", "--out", tmp_path / "o")
+    one_line_error(code, err, "not enough memory (an allocation of 19 MiB failed)")
+    monkeypatch.setattr(methods.ClipSegmenter, "score", lambda *a, **k: np.empty(2**62, np.uint8))
+    code, _, err = run(capsys, "segment", EXAMPLE, "--backbone", "tiny-random", "--labels", "tree", "--out", tmp_path / "o")
+    one_line_error(code, err, "not enough memory")
+
+
 def test_an_adapter_with_many_prompts_is_refused_before_allocating(tmp_path):
     from sketchkit.errors import WeightsError
     from sketchkit.model.adapter import read_adapter
@@ -473,6 +574,13 @@ def _negative_step(t, m):
     return m
 
 
+def _meta(change):
+    def edit(t, m):
+        change(m)
+        return m
+    return edit
+
+
 def _file(name, content: bytes):
     def edit(folder: Path):
         (folder / name).write_bytes(content)
@@ -487,9 +595,18 @@ RESUME_CASES = {
     "NaN parameter": (_state_edit(_nan_param), "non-finite"),
     "RNG garbage": (_state_edit(_rng_garbage), "train_state.safetensors"),
     "negative step": (_state_edit(_negative_step), "train_state.safetensors"),
+    "step 10**30": (_state_edit(_meta(lambda m: m.update(global_step=10**30))), "train_state.safetensors"),
+    "optimizer lr text": (_state_edit(_meta(lambda m: m["optimizer"]["param_groups"][0].update(lr="fast"))),
+                          "optimizer state is damaged"),
+    "optimizer betas null": (_state_edit(_meta(lambda m: m["optimizer"]["param_groups"][0].update(betas=[0.9, None]))),
+                            "optimizer state is damaged"),
+    "scheduler garbage": (_state_edit(_meta(lambda m: m.update(scheduler={"last_epoch": "x"}))),
+                          "scheduler state is damaged"),
     "config not UTF-8": (_file("config.json", b"{\"lr\": \xff\xfe}"), "config.json"),
     "config a list": (_file("config.json", b"[1, 2, 3]"), "config.json"),
     "config nested deep": (_file("config.json", b"[" * 100_000), "config.json"),
+    "metadata a 5,000-digit number": (_state_edit(lambda t, m: "1" * 5000), "digits"),
+    "metrics a 5,000-digit step": (_file("metrics.jsonl", b'{"step": ' + b"9" * 5000 + b'}\n{"step": 1}\n'), "metrics.jsonl"),
     "metrics binary": (_file("metrics.jsonl", bytes(range(256)) * 4), "metrics.jsonl"),
     "metrics not objects": (_file("metrics.jsonl", b"[1]\n2\n\"x\"\n"), "metrics.jsonl"),
 }
