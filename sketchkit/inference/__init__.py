@@ -5,12 +5,24 @@
     result = engine.segment([sketch])[0]
 """
 
-from .engine import Engine, Outcome, Prepared, Timings, apply_threshold
-from .methods import (METHODS, ClipSegmenter, Method, ModelSpec, OracleSegmenter, Segmenter, build_segmenter,
-                      build_segmenters, default_method, register_method, resolve_device, segmenter_on)
-from .policy import LabelPolicy
-from .truth import ground_truth_result
+import importlib
 
-__all__ = ["METHODS", "ClipSegmenter", "Engine", "LabelPolicy", "Method", "ModelSpec", "OracleSegmenter", "Outcome",
-           "Prepared", "Segmenter", "Timings", "apply_threshold", "build_segmenter", "build_segmenters",
-           "default_method", "ground_truth_result", "register_method", "resolve_device", "segmenter_on"]
+_HOMES = {
+    **dict.fromkeys(("Engine", "Outcome", "Prepared", "Timings", "apply_threshold"), ".engine"),
+    **dict.fromkeys(("METHODS", "ClipSegmenter", "Method", "ModelSpec", "OracleSegmenter", "Segmenter", "build_segmenter",
+                     "build_segmenters", "default_method", "register_method", "resolve_device", "segmenter_on"), ".methods"),
+    "LabelPolicy": ".policy",
+    "ground_truth_result": ".truth",
+}
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    """Names load with their module on first use, so that `convert` (ground truth only) never imports torch."""
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_HOMES[name], __name__), name)
+
+
+def __dir__() -> list[str]:
+    return __all__
