@@ -30,7 +30,7 @@ def merge(
     Example: sketchkit h5 merge all.h5 all.h5.parts/
     """
     from sketchkit.errors import UsageError
-    from sketchkit.io.hdf5 import merge_results_h5
+    from sketchkit.io.hdf5_merge import merge_results_h5
 
     files = [f for path in inputs for f in (sorted(path.glob("*.h5")) if path.is_dir() else [path])]
     if not files:

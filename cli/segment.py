@@ -61,7 +61,7 @@ def segment(
     from sketchkit.errors import UsageError
     from sketchkit.inference import LabelPolicy, ModelSpec, build_segmenter, default_method
     from sketchkit.inference.shard import join_job
-    from sketchkit.io.hdf5 import check_score_mode
+    from sketchkit.io.hdf5_columnar import check_score_mode
     from sketchkit.labels import load_vocabulary, parse_labels
     from sketchkit.pipeline import InputWalk, SegmentJob, parse_formats
     from sketchkit.render import Palette

@@ -93,7 +93,7 @@ class SegmentJob:
     """What to segment and where to write it. `labels` says where each sketch's labels come from
     (its `caption`, when set, is also the caption recorded in the outputs). `inputs`: files and
     folders (walked). `out_h5`: one results file for the whole run; `scores`: what HDF5 outputs keep of
-    the score maps (`sketchkit.io.hdf5.SCORE_MODES`)."""
+    the score maps (`sketchkit.io.hdf5_columnar.SCORE_MODES`)."""
 
     inputs: Sequence[Path]
     out: Path

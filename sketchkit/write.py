@@ -79,7 +79,7 @@ def write_result(result: SegmentResult, path: str | os.PathLike, fmt: str | None
 
         return atomic_write_bytes(path, png_bytes(render_overlay(result, palette=palette)), overwrite=overwrite)
     if scores is not None:
-        from sketchkit.io.hdf5 import write_columnar_h5
+        from sketchkit.io.hdf5_columnar import write_columnar_h5
 
         return write_columnar_h5([result], path, scores=scores, overwrite=overwrite)
     from sketchkit.io.hdf5 import write_results_h5

@@ -9,8 +9,9 @@ import pytest
 
 from sketchkit.cli.app import main
 from sketchkit.errors import InputError, UsageError
-from sketchkit.io.hdf5 import (ResultsWriter, iter_results_h5, merge_results_h5, read_results_h5, write_columnar_h5,
-                               write_results_h5)
+from sketchkit.io.hdf5 import read_results_h5, write_results_h5
+from sketchkit.io.hdf5_columnar import ResultsWriter, iter_results_h5, write_columnar_h5
+from sketchkit.io.hdf5_merge import merge_results_h5
 
 
 @pytest.fixture(scope="module")

@@ -305,7 +305,7 @@ def _merge_parts(path, segmenters, writers, shard: Shard, overwrite: bool) -> No
     if shard.is_main:  # every process published its part before its counter finished
         import shutil
 
-        from ..io.hdf5 import merge_results_h5
+        from ..io.hdf5_merge import merge_results_h5
 
         for writer in writers:
             parts = sorted(_parts(writer.final).glob("r*.h5"))

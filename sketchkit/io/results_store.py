@@ -55,7 +55,7 @@ class ResultsStore:
 
     def __init__(self, path: Path, *, scores: str, shard: Shard, resume: bool, overwrite: bool, job: str,
                  attrs: dict | None = None, part_rows: int = PART_ROWS, part_seconds: float = PART_SECONDS):
-        from .hdf5 import check_score_mode
+        from .hdf5_columnar import check_score_mode
 
         self.path = Path(path)
         self.scores = check_score_mode(scores)
@@ -101,7 +101,7 @@ class ResultsStore:
         return i < len(self._done) and self._done[i] == h
 
     def add(self, result: SegmentResult, key: str, order: tuple[int, int]) -> None:
-        from .hdf5 import ResultsWriter
+        from .hdf5_columnar import ResultsWriter
 
         if self._writer is None:
             name = f"{self.session}-r{self.shard.rank:05d}-{self._part:06d}.h5"
@@ -130,14 +130,14 @@ class ResultsStore:
 
     def finish(self) -> Path | None:
         """Rank 0, after every rank closed: merge into `out_h5`; returns it (None on other ranks)."""
-        from .hdf5 import merge_results_h5
+        from .hdf5_merge import merge_results_h5
 
         if not self.shard.is_main:
             return None
         parts = [p for p in self._part_files() if self.resume or p.name.startswith(self.session)]
         inputs = ([self.path] if self.resume and self.path.exists() else []) + parts
         if not inputs:
-            from .hdf5 import ResultsWriter
+            from .hdf5_columnar import ResultsWriter
 
             ResultsWriter(self.path, scores=self.scores, attrs=self.attrs).close()
         else:

@@ -261,7 +261,7 @@ def test_disk_full_at_the_nth_write_is_one_line_and_leaves_nothing(tmp_path, cap
 
 
 def test_hdf5_writes_check_free_space_and_map_hdf5_errors(tmp_path, capsys, monkeypatch):
-    from sketchkit.io import hdf5
+    from sketchkit.io import hdf5_columnar
 
     good = write(tmp_path / "g.json", scene())
     real = os.statvfs
@@ -278,7 +278,7 @@ def test_hdf5_writes_check_free_space_and_map_hdf5_errors(tmp_path, capsys, monk
     def full_hdf5(*args, **kwargs):  # what h5py raises when the disk fills up under HDF5
         raise OSError("Can't write data (file write failed: errno = 28, error message = 'No space left on device')")
 
-    monkeypatch.setattr(hdf5._ColumnFile, "append", full_hdf5)
+    monkeypatch.setattr(hdf5_columnar._ColumnFile, "append", full_hdf5)
     code, _, lines = run(capsys, "segment", good, *ORACLE, "--format", "h5", "--out-h5", tmp_path / "all.h5",
                          "--out", tmp_path / "o2")
     assert code == 2 and "no space left on device" in lines[-1], lines
