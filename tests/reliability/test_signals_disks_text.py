@@ -217,6 +217,19 @@ def test_single_input_failures_print_one_line(tmp_path, capsys):
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
 
 
+@pytest.mark.parametrize("caption,fragment", [("", "no caption"), ("  ", "no caption"), ("zzqx blorp", "no known"),
+                                              ("a [red]\ud800", "lone surrogate")])
+def test_labels_command_errors_are_one_line(capsys, caption, fragment):
+    one_error(*run(capsys, "labels", caption)[::2], fragment)
+
+
+@pytest.mark.parametrize("label", ["a\x00b", "[/]\ud800"])
+def test_eval_of_one_unreadable_file_prints_one_line(tmp_path, capsys, label):
+    bad = write(tmp_path / "bad.json", scene(names=("tree", label)))
+    one_error(*run(capsys, "eval", "--data", bad, *ORACLE, "--save-predictions", tmp_path / "p.h5")[::2], "bad.json")
+    assert not (tmp_path / "p.h5").exists()
+
+
 # ----------------------------------------------------------------------------- 5. full disks
 
 
