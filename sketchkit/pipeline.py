@@ -332,7 +332,7 @@ class ResultsStore:
         session = f"{int(time.time())}{os.getpid() % 100000:05d}"
         problem, session = shard.gather((problem, session))[0]
         if problem is not None:
-            self.release(complete=False)
+            self.release(complete=True)  # out_h5's claim marks nothing: its parts folder says what is unfinished
             raise UsageError(problem + ("" if "another run" in problem else
                                         " (resume it with skip-existing, or overwrite it)"),
                              hint=None if "another run" in problem else "overwrite")
@@ -380,7 +380,7 @@ class ResultsStore:
         if self._writer is not None:
             self._writer.abort()
             self._writer = None
-        self.release(complete=False)
+        self.release(complete=True)  # the published parts stay for --skip-existing; the claim file need not
 
     def finish(self) -> Path | None:
         """Rank 0, after every rank closed: merge into `out_h5`; returns it (None on other ranks)."""
@@ -441,6 +441,12 @@ def run_segment(job: SegmentJob, segmenter, *, timings: Timings | None = None, s
         check_output_path(job.out_h5, job.inputs, overwrite=True)
         store = ResultsStore(Path(job.out_h5), scores=job.scores, shard=shard, resume=job.skip_existing,
                              overwrite=job.overwrite, job=job_id(job), part_rows=job.h5_part_rows)
+    try:
+        run_claims = [] if shard.distributed else _claim_run_outputs(run_paths.values())
+    except BaseException:
+        if store is not None:
+            store.abort()
+        raise
     claims: dict[int, object] = {}
 
     def targets(drawing: Drawing) -> list[Path]:
@@ -533,13 +539,15 @@ def run_segment(job: SegmentJob, segmenter, *, timings: Timings | None = None, s
         counter.finish()
         if store is not None:
             store.finish()
+        for claim in run_claims:
+            claim.release()
         if run_paths and shard.distributed and shard.is_main:  # every rank's summary part is published
             from .io.summary import merge_summary_parts, summary_parts
 
             merge_summary_parts(summary_parts(run_paths.get("csv") or run_paths["coco"]), csv_path=run_paths.get("csv"),
                                 coco_path=run_paths.get("coco"), csv_per=job.csv_per, overwrite=job.overwrite)
     except BaseException:
-        for claim in claims.values():
+        for claim in [*claims.values(), *run_claims]:
             claim.release(complete=not claim.stale)
         if store is not None:
             store.abort()
@@ -606,6 +614,22 @@ def _drawings(job: SegmentJob, walk: InputWalk, shard: Shard, complete, timings:
             unit += 1
         if not streamed:
             unit += 1
+
+
+def _claim_run_outputs(paths) -> list:
+    """Claims on the run's summaries (csv, coco): a run writing them now stops this one before any work, and
+    the temporary files a killed writer left are removed."""
+    claims = []
+    for path in paths:
+        claim = claim_outputs(path)
+        if claim is None:
+            for held in claims:
+                held.release()
+            raise UsageError(f"output {path} is being written by another run")
+        if claim.stale:
+            _remove_temp_files([path])
+        claims.append(claim)
+    return claims
 
 
 def _remove_temp_files(outputs: Sequence[Path]) -> None:

@@ -417,6 +417,24 @@ def test_segment_stopped_at_a_random_point_then_skip_existing_finishes(many, tmp
     assert not leftovers(out)
 
 
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
+def test_summaries_and_results_file_resume_without_leftovers(many, tmp_path, how):
+    out = tmp_path / "out"
+    args = ["segment", many, *ORACLE, "--out", out, "--format", "png,csv,coco", "--out-h5", out / "all.h5", "-q"]
+    process = _start(*args)
+    _wait_for(process, lambda: out.is_dir() and any(p.suffix == ".png" for p in out.iterdir()))
+    process.send_signal(how)
+    process.communicate(timeout=60)
+    if process.returncode == 0:
+        pytest.skip("segment finished before the signal")
+    if how == signal.SIGTERM:
+        assert not leftovers(out), "the results file's claim is released too"
+    code, _, lines = _cli(*args, "--skip-existing")
+    assert code == 0, lines
+    assert not leftovers(out), "a killed writer's summary temp files are removed"
+    assert {"segmentation.csv", "segmentation.coco.json", "all.h5"} <= set(os.listdir(out))
+
+
 def test_eval_sigterm_exits_130_and_removes_its_temp_file(many, tmp_path):
     saved = tmp_path / "pred.h5"
     args = ["eval", "--data", many, *ORACLE, "--save-predictions", saved, "--quiet"]
