@@ -126,6 +126,20 @@ def test_lone_surrogates_refused_in_labels_and_captions_escaped_in_file_names(tm
     one_error(*run(capsys, "convert", tmp_path / "b\udcff.json", tmp_path / "b.svg")[::2], "b\\udcff.json")
 
 
+def test_file_names_that_are_not_utf8_reach_every_output(tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write(folder / "n\udcff.json", scene(["$\\frac{", "a\x07b\nc"]))  # mathtext and controls in labels too
+    code, _, err = run(capsys, "eval", "--data", folder, *ORACLE, "--json", tmp_path / "r.json", "--csv",
+                       tmp_path / "r.csv", "--plots", tmp_path / "plots", "--save-predictions", tmp_path / "p.h5")
+    assert code == 0 and "Error" not in "".join(err) and "Warning" not in "".join(err), err
+    assert run(capsys, "eval", "--predictions", tmp_path / "p.h5")[0] == 0
+    code, _, err = run(capsys, "segment", folder, *ORACLE, "--labels", "x", "--out", tmp_path / "o", "--format",
+                       "json,csv,coco")
+    assert code == 0, err
+    assert "n\\udcff.json" in (tmp_path / "o" / "segmentation.csv").read_text(encoding="utf-8")
+
+
 def test_control_characters_in_labels_are_escaped_in_png_overlays_and_nul_is_refused(tmp_path, capsys):
     from sketchkit.text import printable
 
@@ -253,6 +267,25 @@ class _FailingFile:
 
     def __getattr__(self, name):
         return getattr(self._handle, name)
+
+
+def test_a_full_disk_under_safetensors_is_one_line(tmp_path, capsys, monkeypatch):
+    from safetensors import SafetensorError
+
+    def full(*args, **kwargs):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr("safetensors.torch.save_file", full)
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(4):
+        write(data / f"s{i}.json", scene(["tree", "house"]))
+    code, _, lines = run(capsys, "train", "--data", data, "--out", tmp_path / "run", "--backbone", "tiny-random",
+                         "--captions-from-labels", "--max-steps", "1", "--epochs", "1", "--val-limit", "1",
+                         "--eval-size", "64", "-q")
+    errors = [line for line in lines if line.startswith("Error")]
+    assert code == 2 and len(errors) == 1 and "no space left on device" in errors[0], lines
+    assert not leftovers(tmp_path / "run")
 
 
 @pytest.mark.parametrize("nth", [0, 1, 3])
