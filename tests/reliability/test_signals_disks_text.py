@@ -288,6 +288,22 @@ def test_a_full_disk_under_safetensors_is_one_line(tmp_path, capsys, monkeypatch
     assert not leftovers(tmp_path / "run")
 
 
+def test_resume_of_a_run_stopped_before_its_first_checkpoint_starts_it_over(tmp_path, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(4):
+        write(data / f"s{i}.json", scene(["tree", "house"]))
+    run_folder = tmp_path / "run"
+    run_folder.mkdir()
+    write(run_folder / "config.json", {"data": str(data)})  # what a run killed before its first checkpoint leaves
+    write(run_folder / "metrics.jsonl", "")
+    args = ["train", "--data", data, "--out", run_folder, "--backbone", "tiny-random", "--captions-from-labels",
+            "--max-steps", "1", "--epochs", "1", "--val-limit", "1", "--eval-size", "64", "-q"]
+    code, _, lines = run(capsys, *args, "--resume")
+    assert code == 0 and (run_folder / "train_state.safetensors").is_file(), lines
+    one_error(*run(capsys, *args[:4], tmp_path / "none", *args[5:], "--resume")[::2], "nothing to resume")
+
+
 @pytest.mark.parametrize("nth", [0, 1, 3])
 def test_disk_full_at_the_nth_write_is_one_line_and_leaves_nothing(tmp_path, capsys, monkeypatch, nth):
     import builtins
