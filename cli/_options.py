@@ -38,9 +38,19 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only result
 JsonOutOpt = Annotated[Optional[Path], typer.Option("--json", help="Also write machine-readable results to this JSON file.")]
 
 
+class _Progress(Progress):
+    """A Progress that leaves no bar behind when an error ends it: the error's one line stands alone."""
+
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        if exc_type is None or self.disable:
+            return super().__exit__(exc_type, exc, traceback)
+        self.live.transient = True  # erased on a terminal, never printed to a file (Progress.stop adds a blank line)
+        self.live.stop()
+
+
 def progress(*, transient: bool = False, disable: bool = False) -> Progress:
     """A rich progress bar on stderr (stdout stays clean for results)."""
-    return Progress(
+    return _Progress(
         SpinnerColumn(),
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),

@@ -170,6 +170,12 @@ def _known(mapped, exc: Exception) -> int:
 
 
 def _unexpected(exc: Exception) -> int:
+    from sketchkit.errors import as_sketchkit_error
+
+    mapped = as_sketchkit_error(exc)  # a library's own error for a full disk (safetensors)
+    if mapped is not None:
+        print_error(mapped)
+        return mapped.exit_code
     if _debug():
         stderr.print_exception()
     print_error(RuntimeError(f"unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)"))

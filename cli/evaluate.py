@@ -231,13 +231,14 @@ def _run(data, split, limit, allow_pickle, strict, names, spec, vocabulary, eval
     from sketchkit.inference import build_segmenters
 
     def skip(error) -> None:
+        if len(files) == 1:  # one input: its Error line says it all
+            raise error
         print_error(error, suffix=" (skipped)")
 
     files, layout, sketches = iter_eval_sketches(data, split=split, limit=limit, allow_pickle=allow_pickle,
                                                  strict=strict, on_error=skip, owns=shard.owns)
     segmenters = build_segmenters(names, spec)
-    for segmenter in segmenters:
-        announce_model(segmenter, quiet or not shard.is_main)
+    sketches = _announcing(sketches, segmenters, quiet or not shard.is_main)
     config.update(save_predictions=str(save_predictions) if save_predictions else None)
     if shard.distributed:
         config.update(processes=shard.world)
@@ -250,6 +251,15 @@ def _run(data, split, limit, allow_pickle, strict, names, spec, vocabulary, eval
                                "fingerprint": dataset_fingerprint(files)},
                     save_predictions=save_predictions, overwrite=overwrite, config=config, protocols=protocols,
                     keep_scores=False, shard=shard, counter=counter)
+
+
+def _announcing(sketches, segmenters, quiet: bool):
+    """`sketches`, the models announced before the first one read (a lone unreadable input prints one line)."""
+    for number, item in enumerate(sketches):
+        if number == 0:
+            for segmenter in segmenters:
+                announce_model(segmenter, quiet)
+        yield item
 
 
 def _print_report(report, keys, protocol, per_category, quiet) -> None:

@@ -135,7 +135,8 @@ def _interrupted_line(out: Path) -> Text:
     if (out / STATE_FILE).is_file():
         return Text.assemble(("Training interrupted;", "yellow"), f" the last checkpoint in {out} is kept: continue "
                              f"with `sketchkit train --out {out} --resume`")
-    return Text.assemble(("Training interrupted", "yellow"), f" before its first checkpoint: nothing in {out} to resume")
+    return Text.assemble(("Training interrupted", "yellow"), f" before its first checkpoint: `sketchkit train --out {out} "
+                         "--resume` starts it over")
 
 
 class _Bars:

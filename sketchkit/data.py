@@ -145,13 +145,14 @@ def find_sketches(path: str | os.PathLike, *, split: str | None = None, limit: i
     return files if limit is None else files[:limit]
 
 
-def iter_sketches(paths: Iterable[str | os.PathLike], *, caption: str | None = None
+def iter_sketches(paths: Iterable[str | os.PathLike], *, caption: str | None = None, sidecar: bool = True
                   ) -> Iterator[tuple[Path, Sketch | InputError]]:
     """Read each file in order and yield (path, Sketch), or (path, InputError) for a file that
-    cannot be read, so batch commands can report it and go on. Other errors propagate."""
+    cannot be read, so batch commands can report it and go on. Other errors propagate.
+    `sidecar=False`: caption side files are not read (callers that use no captions)."""
     for item in paths:
         path = Path(item)
         try:
-            yield path, read_sketch(path, caption=caption)
+            yield path, read_sketch(path, caption=caption, sidecar=sidecar)
         except InputError as exc:
             yield path, exc

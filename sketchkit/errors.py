@@ -83,17 +83,18 @@ OUTPUT_ERRNOS = frozenset(getattr(errno, name) for name in ("ENOSPC", "EDQUOT", 
 PATH_ERRNOS = frozenset(getattr(errno, name) for name in ("ELOOP", "ENAMETOOLONG", "ENOTDIR") if hasattr(errno, name))
 """OSError numbers that mean a path cannot be used as given (symbolic link loop, name too long)."""
 
-_HDF5_ERRNO = re.compile(r"errno = (\d+)")
+_LIBRARY_ERRNO = re.compile(r"errno = (\d+)|\(os error (\d+)\)")
 
 
 def os_errno(exc: BaseException) -> int | None:
-    """The errno of an OSError, also when a library only names it in the message (h5py: 'errno = 28')."""
-    if not isinstance(exc, OSError):
+    """The errno of an OSError, also when a library only names it in the message (h5py: 'errno = 28';
+    safetensors, whose SafetensorError is no OSError: '(os error 28)')."""
+    if not isinstance(exc, OSError) and type(exc).__name__ != "SafetensorError":
         return None
-    if exc.errno is not None:
+    if getattr(exc, "errno", None) is not None:
         return exc.errno
-    found = _HDF5_ERRNO.search(str(exc))
-    return int(found.group(1)) if found else None
+    found = _LIBRARY_ERRNO.search(str(exc))
+    return int(found.group(1) or found.group(2)) if found else None
 
 
 def as_sketchkit_error(exc: BaseException, path: object | None = None) -> SketchkitError | None:

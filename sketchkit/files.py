@@ -213,7 +213,7 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[
     except BaseException as exc:  # Ctrl-C, SIGTERM, a full disk, a bug: the temp file goes
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-        if isinstance(exc, OSError) and (mapped := as_sketchkit_error(exc, target)) is not None:
+        if (mapped := as_sketchkit_error(exc, target)) is not None:
             raise mapped from exc
         raise
     fsync_dir(target.parent)

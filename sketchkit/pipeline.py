@@ -150,6 +150,12 @@ class _SegmentRun:
             check_output_path(job.out_h5, job.inputs, overwrite=True)
             self.store = ResultsStore(Path(job.out_h5), scores=job.scores, shard=shard, resume=job.skip_existing,
                                       overwrite=job.overwrite, job=job_id(job), part_rows=job.h5_part_rows)
+        try:
+            self.run_claims = [] if shard.distributed else _claim_run_outputs(self.run_paths.values())
+        except BaseException:
+            if self.store is not None:
+                self.store.abort()
+            raise
         self.claims: dict[int, object] = {}  # id(stream item) -> its output set's claim
 
     def targets(self, drawing: Drawing) -> list[Path]:
@@ -213,9 +219,11 @@ class _SegmentRun:
             self.counter.finish()
             if store is not None:
                 store.finish()
+            for claim in self.run_claims:
+                claim.release()
             self.merge_summary_parts()
         except BaseException:
-            for claim in self.claims.values():
+            for claim in [*self.claims.values(), *self.run_claims]:
                 claim.release(complete=not claim.stale)
             if store is not None:
                 store.abort()
@@ -327,3 +335,19 @@ def _drawings(job: SegmentJob, walk: InputWalk, shard: Shard, complete, timings:
             unit += 1
         if not streamed:
             unit += 1
+
+
+def _claim_run_outputs(paths) -> list:
+    """Claims on the run's summaries (csv, coco): a run writing them now stops this one before any work, and
+    the temporary files a killed writer left are removed."""
+    claims = []
+    for path in paths:
+        claim = claim_outputs(path)
+        if claim is None:
+            for held in claims:
+                held.release()
+            raise UsageError(f"output {path} is being written by another run")
+        if claim.stale:
+            remove_temp_files([path])
+        claims.append(claim)
+    return claims

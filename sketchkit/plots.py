@@ -34,6 +34,7 @@ from .files import atomic_write_bytes
 from .metrics import ConfusionMatrix
 from .raster import render_rgb
 from .render import GREY, PALETTE, overlay_crop_box
+from .text import printable
 
 TOP_N = 20
 MAX_BARS = 30
@@ -52,6 +53,7 @@ def _figure(width_in: float, height_in: float):
 
 
 def _png(fig) -> bytes:
+    fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI)
     return buffer.getvalue()
@@ -103,7 +105,6 @@ def confusion_png(matrix: ConfusionMatrix, names: Sequence[str], title: str, *, 
     fig.colorbar(image, ax=ax, label="% of the true class's pixels", fraction=0.04)
     total = int((support > 0).sum())
     ax.set_title(f"{title}\n{len(labels)} most frequent of {total} classes", fontsize=9)
-    fig.tight_layout()
     return _png(fig)
 
 
@@ -136,7 +137,6 @@ def iou_png(rows: Sequence[dict], title: str, *, max_bars: int = MAX_BARS) -> by
     shown = f"{len(defined)} most frequent of {len([r for r in rows if r['iou'] is not None])} classes" \
         if len(defined) < len([r for r in rows if r["iou"] is not None]) else f"{len(defined)} classes"
     ax.set_title(f"{title}\n{shown}", fontsize=9)
-    fig.tight_layout()
     return _png(fig)
 
 
@@ -177,7 +177,7 @@ def gallery_png(gallery, names: Sequence[str], title: str, *, size: int = GALLER
         colors = _row_colors(record.pred_strokes, record.true_strokes)
         ax_pred.imshow(_draw(record, record.pred_strokes, colors, size))
         ax_true.imshow(_draw(record, record.true_strokes, colors, size))
-        name = Path(score.name).stem if score.name else "sketch"
+        name = printable(Path(score.name).stem) if score.name else "sketch"
         acc_s = "n/a" if math.isnan(score.acc_s) else f"{100 * score.acc_s:.1f}"
         ax_pred.set_title(f"{kind}: {name}\nprediction - mIoU {100 * score.miou:.1f}, Acc@S {acc_s}", fontsize=7)
         ax_true.set_title("ground truth", fontsize=7)
@@ -187,7 +187,6 @@ def gallery_png(gallery, names: Sequence[str], title: str, *, size: int = GALLER
         handles = [Patch(color=color, label=names[c]) for c, color in colors.items()]
         ax_true.legend(handles=handles, loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=6, frameon=False)
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
     return _png(fig)
 
 
@@ -256,6 +255,8 @@ def save_plots(report, folder: str | os.PathLike, *, top_n: int = TOP_N, max_bar
                gallery: int = GALLERY, overwrite: bool = False) -> list[Path]:
     """Write the three PNGs of every model of an `EvalReport` into `folder` (created if needed);
     returns the paths in write order. Existing PNGs are replaced only with `overwrite`."""
+    from matplotlib import rc_context
+
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     check_plot_paths(folder, [m.name for m in report.models], overwrite)
@@ -264,14 +265,16 @@ def save_plots(report, folder: str | os.PathLike, *, top_n: int = TOP_N, max_bar
     for model in report.models:
         evaluator = model.evaluator
         stem = file_stem(model.name)
-        pixels = {
-            "confusion": confusion_png(evaluator.confusion, evaluator.class_names,
-                                       f"{model.name}: pixel confusion ({where})", top_n=top_n),
-            "iou": iou_png(evaluator.per_category(), f"{model.name}: per-category IoU (dataset confusion, {where})",
-                           max_bars=max_bars),
-            "gallery": gallery_png(_gallery(model, gallery), evaluator.class_names,
-                                   f"{model.name}: worst and best sketches by mIoU ({where})"),
-        }
+        names = [printable(n) for n in evaluator.class_names]  # control characters escaped
+        with rc_context({"text.parse_math": False}):  # a '$' in a label or file name is text, not mathtext
+            pixels = {
+                "confusion": confusion_png(evaluator.confusion, names, f"{model.name}: pixel confusion ({where})",
+                                           top_n=top_n),
+                "iou": iou_png([{**r, "name": printable(r["name"])} for r in evaluator.per_category()],
+                               f"{model.name}: per-category IoU (dataset confusion, {where})", max_bars=max_bars),
+                "gallery": gallery_png(_gallery(model, gallery), names,
+                                       f"{model.name}: worst and best sketches by mIoU ({where})"),
+            }
         for kind in PLOT_KINDS:
             written.append(atomic_write_bytes(folder / f"{stem}-{kind}.png", pixels[kind]))
     return written

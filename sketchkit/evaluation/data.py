@@ -59,7 +59,7 @@ def iter_eval_sketches(
 
     def read() -> Iterator[tuple[int, Sketch]]:
         mine = [files[i] for i in positions]
-        items = iter_fscoco_seg(mine, allow_pickle=allow_pickle) if layout == "fscoco-seg" else iter_sketches(mine)
+        items = iter_fscoco_seg(mine, allow_pickle=allow_pickle) if layout == "fscoco-seg" else iter_sketches(mine, sidecar=False)
         for position, (_, item) in zip(positions, items):
             if isinstance(item, Exception):
                 if strict:

@@ -6,6 +6,7 @@ import csv
 import hashlib
 import io
 import math
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -167,7 +168,7 @@ def dataset_fingerprint(paths: Sequence[Path]) -> str:
     """16 hex digits of SHA-256 over the file names, in order."""
     digest = hashlib.sha256()
     for p in paths:
-        digest.update(Path(p).name.encode() + b"\0")
+        digest.update(os.fsencode(Path(p).name) + b"\0")
     return digest.hexdigest()[:16]
 
 

@@ -113,7 +113,7 @@ def _write_h5_sketch(group, result: SegmentResult, index: int) -> None:
     raster_u8 = np.rint(np.clip(result.raster.image, 0.0, 1.0) * 255.0).astype(np.uint8)
     group.create_dataset("raster", data=raster_u8, **_BIG)
     t = result.raster.transform
-    group.attrs["name"] = source_name(sketch, index)
+    group.attrs["name"] = encode_text(source_name(sketch, index))
     group.attrs["canvas"] = np.array([sketch.width, sketch.height], dtype=np.float64)
     group.attrs["transform"] = np.array([t.scale, t.offset_x, t.offset_y, t.size], dtype=np.float64)
     group.attrs["model"] = result.model
@@ -121,7 +121,7 @@ def _write_h5_sketch(group, result: SegmentResult, index: int) -> None:
     if result.threshold is not None:
         group.attrs["threshold"] = float(result.threshold)
     if sketch.source is not None:
-        group.attrs["source"] = str(sketch.source)
+        group.attrs["source"] = encode_text(str(sketch.source))
     if sketch.caption is not None:
         group.attrs["caption"] = sketch.caption
 
@@ -192,9 +192,19 @@ def read_sketch_h5(path: str | os.PathLike, index: int = 0) -> Sketch:
                   caption=sketch.caption, source=sketch.source)
 
 
+def encode_text(text: str) -> str | bytes:
+    """An HDF5 text attribute: `text`, or its bytes where it holds an undecodable file name's lone surrogates."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape")
+
+
 def decode_text(value) -> str:
-    """Stored text as str; bytes that are not UTF-8 (a foreign file) become U+FFFD, never an exception."""
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    """Stored text as str; bytes that are not UTF-8 (a non-UTF-8 file name, a foreign file) keep their bytes as
+    lone surrogates (surrogateescape), never an exception."""
+    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else str(value)
 
 
 def read_results_h5(path: str | os.PathLike) -> list[StoredResult]:

@@ -87,10 +87,12 @@ def read_bytes_limited(path: Path, limit: int | None = None) -> bytes:
     The read itself is capped at `limit + 1` bytes, so a file that grows after the stat() is still
     refused rather than read without bound."""
     limit = MAX_FILE_BYTES if limit is None else limit
-    check_file_size(path, limit)
+    size = check_file_size(path, limit)
     try:
         with open(path, "rb") as handle:
-            data = handle.read(limit + 1)
+            data = handle.read(size + 1)  # not read(limit + 1): that allocates the whole cap for every file
+            if len(data) > size:  # grown since the stat(), or a device: read on up to the cap
+                data += handle.read(limit + 1 - len(data))
     except OSError as exc:
         raise InputError(f"cannot read the file: {exc.strerror or exc}", path) from None
     if len(data) > limit:

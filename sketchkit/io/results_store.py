@@ -78,7 +78,7 @@ class ResultsStore:
         session = f"{int(time.time())}{os.getpid() % 100000:05d}"
         problem, session = shard.gather((problem, session))[0]
         if problem is not None:
-            self.release(complete=False)
+            self.release(complete=True)  # out_h5's claim marks nothing: its parts folder says what is unfinished
             raise UsageError(problem + ("" if "another run" in problem else
                                         " (resume it with skip-existing, or overwrite it)"),
                              hint=None if "another run" in problem else "overwrite")
@@ -126,7 +126,7 @@ class ResultsStore:
         if self._writer is not None:
             self._writer.abort()
             self._writer = None
-        self.release(complete=False)
+        self.release(complete=True)  # the published parts stay for --skip-existing; the claim file need not
 
     def finish(self) -> Path | None:
         """Rank 0, after every rank closed: merge into `out_h5`; returns it (None on other ranks)."""

@@ -62,7 +62,7 @@ class RunSummary:
             return
         if csv_path is not None:
             tmp = self._stack.enter_context(atomic_path(csv_path, overwrite=overwrite))
-            handle = self._stack.enter_context(open(tmp, "w", encoding="utf-8", newline=""))
+            handle = self._stack.enter_context(open(tmp, "w", encoding="utf-8", newline="", errors="backslashreplace"))
             self._csv = csv.writer(handle)
             self._csv.writerow(STROKE_COLUMNS if csv_per == "stroke" else SKETCH_COLUMNS)
         if coco_path is not None:

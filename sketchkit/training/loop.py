@@ -137,22 +137,24 @@ class _Run:
         """Check the run folder; returns the saved state's metadata+tensors on resume."""
         state_path = self.out / STATE_FILE
         check_outside_inputs(self.out, [self.cfg.data, self.cfg.val_data], folder=True)
-        if self.cfg.resume:
-            if not state_path.is_file():
-                raise UsageError(f"nothing to resume: {state_path} does not exist")
+        if self.cfg.resume and state_path.is_file():
             tensors, meta = read_train_state(state_path)
             read_metrics(self.out / METRICS_FILE)  # a damaged log is refused before anything starts
             return {"tensors": tensors, "meta": meta}
+        if self.cfg.resume and not (self.out / CONFIG_FILE).is_file():
+            raise UsageError(f"nothing to resume: {state_path} does not exist")
+        # --resume of a run stopped before its first checkpoint (config.json, no state): it starts over
+        fresh = self.cfg.overwrite or self.cfg.resume
         if self.out.exists() and not self.out.is_dir():
             raise UsageError(f"the run folder {self.out} is a file; give a folder for the run")
-        if state_path.exists() and not self.cfg.overwrite:
+        if state_path.exists() and not fresh:
             raise UsageError(f"{self.out} already holds a training run", hint="resume")
-        taken = [name for name in (*RUN_FILES, CONFIG_FILE) if (self.out / name).exists() and not self.cfg.overwrite]
+        taken = [name for name in (*RUN_FILES, CONFIG_FILE) if (self.out / name).exists() and not fresh]
         if taken:
             raise UsageError(f"output {self.out / taken[0]} exists", hint="overwrite")
         if self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
-            if self.cfg.overwrite:  # a fresh start must not mix with the old run's files
+            if fresh:  # a fresh start must not mix with the old run's files
                 for name in RUN_FILES:
                     (self.out / name).unlink(missing_ok=True)
         self.dist.barrier()

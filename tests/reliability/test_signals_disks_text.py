@@ -126,6 +126,20 @@ def test_lone_surrogates_refused_in_labels_and_captions_escaped_in_file_names(tm
     one_error(*run(capsys, "convert", tmp_path / "b\udcff.json", tmp_path / "b.svg")[::2], "b\\udcff.json")
 
 
+def test_file_names_that_are_not_utf8_reach_every_output(tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write(folder / "n\udcff.json", scene(["$\\frac{", "a\x07b\nc"]))  # mathtext and controls in labels too
+    code, _, err = run(capsys, "eval", "--data", folder, *ORACLE, "--json", tmp_path / "r.json", "--csv",
+                       tmp_path / "r.csv", "--plots", tmp_path / "plots", "--save-predictions", tmp_path / "p.h5")
+    assert code == 0 and "Error" not in "".join(err) and "Warning" not in "".join(err), err
+    assert run(capsys, "eval", "--predictions", tmp_path / "p.h5")[0] == 0
+    code, _, err = run(capsys, "segment", folder, *ORACLE, "--labels", "x", "--out", tmp_path / "o", "--format",
+                       "json,csv,coco")
+    assert code == 0, err
+    assert "n\\udcff.json" in (tmp_path / "o" / "segmentation.csv").read_text(encoding="utf-8")
+
+
 def test_control_characters_in_labels_are_escaped_in_png_overlays_and_nul_is_refused(tmp_path, capsys):
     from sketchkit.text import printable
 
@@ -217,6 +231,19 @@ def test_single_input_failures_print_one_line(tmp_path, capsys):
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
 
 
+@pytest.mark.parametrize("caption,fragment", [("", "no caption"), ("  ", "no caption"), ("zzqx blorp", "no known"),
+                                              ("a [red]\ud800", "lone surrogate")])
+def test_labels_command_errors_are_one_line(capsys, caption, fragment):
+    one_error(*run(capsys, "labels", caption)[::2], fragment)
+
+
+@pytest.mark.parametrize("label", ["a\x00b", "[/]\ud800"])
+def test_eval_of_one_unreadable_file_prints_one_line(tmp_path, capsys, label):
+    bad = write(tmp_path / "bad.json", scene(names=("tree", label)))
+    one_error(*run(capsys, "eval", "--data", bad, *ORACLE, "--save-predictions", tmp_path / "p.h5")[::2], "bad.json")
+    assert not (tmp_path / "p.h5").exists()
+
+
 # ----------------------------------------------------------------------------- 5. full disks
 
 
@@ -240,6 +267,41 @@ class _FailingFile:
 
     def __getattr__(self, name):
         return getattr(self._handle, name)
+
+
+def test_a_full_disk_under_safetensors_is_one_line(tmp_path, capsys, monkeypatch):
+    from safetensors import SafetensorError
+
+    def full(*args, **kwargs):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr("safetensors.torch.save_file", full)
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(4):
+        write(data / f"s{i}.json", scene(["tree", "house"]))
+    code, _, lines = run(capsys, "train", "--data", data, "--out", tmp_path / "run", "--backbone", "tiny-random",
+                         "--captions-from-labels", "--max-steps", "1", "--epochs", "1", "--val-limit", "1",
+                         "--eval-size", "64", "-q")
+    errors = [line for line in lines if line.startswith("Error")]
+    assert code == 2 and len(errors) == 1 and "no space left on device" in errors[0], lines
+    assert not leftovers(tmp_path / "run")
+
+
+def test_resume_of_a_run_stopped_before_its_first_checkpoint_starts_it_over(tmp_path, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(4):
+        write(data / f"s{i}.json", scene(["tree", "house"]))
+    run_folder = tmp_path / "run"
+    run_folder.mkdir()
+    write(run_folder / "config.json", {"data": str(data)})  # what a run killed before its first checkpoint leaves
+    write(run_folder / "metrics.jsonl", "")
+    args = ["train", "--data", data, "--out", run_folder, "--backbone", "tiny-random", "--captions-from-labels",
+            "--max-steps", "1", "--epochs", "1", "--val-limit", "1", "--eval-size", "64", "-q"]
+    code, _, lines = run(capsys, *args, "--resume")
+    assert code == 0 and (run_folder / "train_state.safetensors").is_file(), lines
+    one_error(*run(capsys, *args[:4], tmp_path / "none", *args[5:], "--resume")[::2], "nothing to resume")
 
 
 @pytest.mark.parametrize("nth", [0, 1, 3])
@@ -402,6 +464,24 @@ def test_segment_stopped_at_a_random_point_then_skip_existing_finishes(many, tmp
     assert code == 0, lines
     assert _complete_sets(out, SEGMENT_FORMATS) == {f"s{i:02d}" for i in range(12)}
     assert not leftovers(out)
+
+
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
+def test_summaries_and_results_file_resume_without_leftovers(many, tmp_path, how):
+    out = tmp_path / "out"
+    args = ["segment", many, *ORACLE, "--out", out, "--format", "png,csv,coco", "--out-h5", out / "all.h5", "-q"]
+    process = _start(*args)
+    _wait_for(process, lambda: out.is_dir() and any(p.suffix == ".png" for p in out.iterdir()))
+    process.send_signal(how)
+    process.communicate(timeout=60)
+    if process.returncode == 0:
+        pytest.skip("segment finished before the signal")
+    if how == signal.SIGTERM:
+        assert not leftovers(out), "the results file's claim is released too"
+    code, _, lines = _cli(*args, "--skip-existing")
+    assert code == 0, lines
+    assert not leftovers(out), "a killed writer's summary temp files are removed"
+    assert {"segmentation.csv", "segmentation.coco.json", "all.h5"} <= set(os.listdir(out))
 
 
 def test_eval_sigterm_exits_130_and_removes_its_temp_file(many, tmp_path):

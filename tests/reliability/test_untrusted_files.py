@@ -382,6 +382,15 @@ def test_a_caption_file_is_not_read_when_labels_are_given(tmp_path, capsys):
     assert code == 0, err
 
 
+def test_eval_reads_no_caption_file(tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(EXAMPLE, folder / "scene.svg")
+    (folder / "scene.txt").symlink_to("/etc/passwd")  # an error, were it read
+    code, _, err = run(capsys, "eval", "--data", folder, "--model", "oracle")
+    assert code == 0 and "Error" not in err, err
+
+
 # =================================================================== 4. weights and adapters
 
 
