@@ -202,9 +202,9 @@ def encode_text(text: str) -> str | bytes:
 
 
 def decode_text(value) -> str:
-    """Stored text as str; bytes that are not UTF-8 (a non-UTF-8 file name, a foreign file) keep their bytes as
-    lone surrogates (surrogateescape), never an exception."""
-    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else str(value)
+    """Stored text as str; bytes that are not UTF-8 (a non-UTF-8 file name, a foreign file) become U+FFFD, never
+    an exception (lone surrogates would pass the text rule's checks nowhere downstream)."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 def read_results_h5(path: str | os.PathLike) -> list[StoredResult]:
