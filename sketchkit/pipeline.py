@@ -141,6 +141,8 @@ class _SegmentRun:
         self.walk = InputWalk(job.inputs, job.out)
         self.file_formats = [f for f in job.formats if f in FORMAT_SUFFIX]
         self.run_paths = run_output_paths(job.out, job.formats, self.walk.single)
+        if job.skip_existing and not job.overwrite:  # a finished run's csv/coco summaries stay as they are
+            self.run_paths = {f: p for f, p in self.run_paths.items() if not os.path.lexists(p)}
         for path in self.run_paths.values():
             path.parent.mkdir(parents=True, exist_ok=True)
             check_output_path(path, job.inputs, job.overwrite)

@@ -484,6 +484,16 @@ def test_summaries_and_results_file_resume_without_leftovers(many, tmp_path, how
     assert {"segmentation.csv", "segmentation.coco.json", "all.h5"} <= set(os.listdir(out))
 
 
+def test_skip_existing_over_a_finished_run_keeps_its_summaries(many, tmp_path, capsys):
+    out = tmp_path / "out"
+    args = ["segment", many, *ORACLE, "--out", out, "--format", "json,csv,coco", "-q"]
+    assert run(capsys, *args)[0] == 0
+    summaries = {name: (out / name).read_bytes() for name in ("segmentation.csv", "segmentation.coco.json")}
+    code, _, lines = run(capsys, *args, "--skip-existing")
+    assert code == 0 and lines == [], lines
+    assert {name: (out / name).read_bytes() for name in summaries} == summaries
+
+
 def test_eval_sigterm_exits_130_and_removes_its_temp_file(many, tmp_path):
     saved = tmp_path / "pred.h5"
     args = ["eval", "--data", many, *ORACLE, "--save-predictions", saved, "--quiet"]
