@@ -1,6 +1,6 @@
 """Atomic file writing: every file sketchkit writes goes through this module.
 
-A file is written under a temporary name in the target's own folder (`.{name}.tmp-XXXXXXXX`),
+A file is written under a temporary name in the target's own folder (`.{name}.tmp-<8 random characters>`),
 flushed and fsynced, then moved onto the target with `os.replace` (atomic on POSIX and Windows
 when both names are on one filesystem, which the shared folder guarantees). On any exception the
 temporary file is deleted and an existing target keeps its old content: no half-written files.

@@ -185,7 +185,7 @@ def exact_outputs(out: Path, formats: Sequence[str]) -> list[Path]:
 
 def remove_temp_files(outputs: Sequence[Path]) -> None:
     """The temporary files a killed writer left beside outputs whose claim we now hold (sketchkit.files
-    names them `.<name>.tmp-XXXXXXXX`)."""
+    names them `.<name>.tmp-<8 random characters>`)."""
     for target in outputs:
         for leftover in target.parent.glob(glob.escape(temp_prefix(target)) + "*"):
             try:
