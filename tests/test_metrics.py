@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from sketchkit.errors import InputError, UsageError
-from sketchkit.metrics import ConfusionMatrix, Evaluator, confusion, score_sketch
+from sketchkit.metrics import ConfusionMatrix, confusion, score_sketch
+from sketchkit.scores import Evaluator
 
 NAMES = ["tree", "house", "sun"]  # class indices 0, 1, 2
 

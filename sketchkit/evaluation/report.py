@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from .. import __version__
-from ..metrics import Evaluator
+from ..scores import Evaluator
 from ..raster import DEFAULT_SIZE
 from ..types import SegmentResult, Sketch, Transform
 

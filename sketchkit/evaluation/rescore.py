@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 
 from ..errors import InputError, UsageError
 from ..io.hdf5 import decode_text, file_attrs, read_results_h5, stored_eval_maps
-from ..metrics import Evaluator
+from ..scores import Evaluator
 from ..types import BACKGROUND
 from .report import DEFAULT_EVAL_SIZE, EvalReport, ModelResult, dataset_fingerprint
 from .scoring import add_scored, check_eval_size, eval_pixel_labels, eval_stroke_ids

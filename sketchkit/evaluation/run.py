@@ -39,7 +39,8 @@ from typing import Callable, Iterable, Sequence
 from ..errors import InputError, UsageError
 from ..inference.engine import Engine, check_batch_size
 from ..inference.shard import Shard
-from ..metrics import PER_SKETCH_METRICS, Evaluator, ExactSum, MeanOfDefined
+from ..metrics import PER_SKETCH_METRICS, ExactSum, MeanOfDefined
+from ..scores import Evaluator
 from ..types import Sketch
 from .reference_protocol import frame_scores, score_reference
 from .report import DEFAULT_EVAL_SIZE, PROTOCOLS, EvalReport, Gallery, ModelResult, PredictionRecord
